@@ -1,0 +1,7 @@
+"""``python -m daemonkit``: the codex-daemon CLI."""
+
+import sys
+
+from daemonkit.cli import main
+
+sys.exit(main())

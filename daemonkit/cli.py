@@ -1,0 +1,166 @@
+"""codex-daemon: argparse to lifecycle to one JSON line; exit 0, 1 or 2 (SPEC §2).
+
+Success prints exactly one compact JSON line on stdout. Errors print the anyhow-style
+``Error:``/``Caused by:`` text on stderr and exit 1; usage errors exit 2. Heavy
+modules (python-daemon, urllib) are imported only on the paths that need them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import sys
+import traceback
+from typing import TYPE_CHECKING
+
+from daemonkit import __version__
+from daemonkit.errors import DaemonError, InterruptedByUserError, PlatformError, render_error
+from daemonkit.output import JsonOutput, emit
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from types import FrameType
+
+__all__ = ["build_parser", "main"]
+
+_VERSION_PATTERN = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+-]*$")
+_PACKAGES = {"daemon": "python-daemon", "sh": "sh", "packaging": "packaging"}
+DEFAULT_LOG_BYTES = 16384
+MAX_LOG_BYTES = 1 << 20
+
+
+def _log_bytes(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid byte count {text}") from None
+    if not 1 <= value <= MAX_LOG_BYTES:
+        raise argparse.ArgumentTypeError(f"byte count must be between 1 and {MAX_LOG_BYTES}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="codex-daemon",
+        description=(
+            "Install, start, supervise and stop a Codex app-server for this CODEX_HOME. "
+            "Every command prints one JSON object on success."
+        ),
+        epilog=(
+            "CODEX_HOME is --codex-home, else $CODEX_HOME, else $HOME/.codex. "
+            "Exit status: 0 success, 1 error (Error: on stderr), 2 usage error."
+        ),
+    )
+    parser.add_argument("--codex-home", metavar="PATH", help="the CODEX_HOME to manage")
+    parser.add_argument("-V", "--cli-version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands.add_parser("start", help="start the app-server if it is not running; wait until ready")
+    commands.add_parser("restart", help="stop the managed app-server (if any) and start it again")
+    commands.add_parser("stop", help="stop the managed app-server (SIGTERM, then SIGKILL at grace)")
+    commands.add_parser("version", help="probe the running app-server and report its version")
+    commands.add_parser("status", help="report the app-server and updater; never fails if stopped")
+    install = commands.add_parser(
+        "install", help="install a managed Codex release without touching the running server"
+    )
+    install.add_argument(
+        "--channel", choices=("npm", "script"), help="default: settings updater.channel"
+    )
+    install.add_argument("--version", metavar="V", help="exact version (npm channel only)")
+    logs = commands.add_parser("logs", help="print the sizes and tails of the stderr logs")
+    logs.add_argument(
+        "--bytes",
+        type=_log_bytes,
+        default=DEFAULT_LOG_BYTES,
+        metavar="N",
+        help=f"tail size per log, 1-{MAX_LOG_BYTES} (default {DEFAULT_LOG_BYTES})",
+    )
+    return parser
+
+
+def _interrupt(_signum: int, _frame: FrameType | None) -> None:
+    raise InterruptedByUserError("interrupted")
+
+
+def _warn(line: str) -> None:
+    sys.stderr.write(f"warning: {line}\n")
+    sys.stderr.flush()
+
+
+def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> JsonOutput:
+    from daemonkit.paths import DaemonPaths, resolve_codex_home  # noqa: PLC0415
+
+    home = resolve_codex_home(args.codex_home, os.environ)
+    paths = DaemonPaths.from_home(home)
+    match args.command:
+        case "status":
+            from daemonkit.report import collect_status  # noqa: PLC0415
+
+            return collect_status(paths, os.environ)
+        case "logs":
+            from daemonkit.report import collect_logs  # noqa: PLC0415
+
+            output, warnings = collect_logs(paths, args.bytes)
+            for line in warnings:
+                _warn(line)
+            return output
+        case "install":
+            from daemonkit.commands import run_install  # noqa: PLC0415
+
+            if args.version is not None and not _VERSION_PATTERN.match(args.version):
+                parser.error(f"invalid version {args.version}")
+            return run_install(paths, os.environ, args.channel, args.version, _warn, parser.error)
+        case _:
+            from daemonkit.lifecycle import Daemon  # noqa: PLC0415
+
+            daemon = Daemon(paths, os.environ, _warn)
+            command = {
+                "start": daemon.start,
+                "restart": daemon.restart,
+                "stop": daemon.stop,
+                "version": daemon.version,
+            }[args.command]
+            return command()
+
+
+def _ensure_supported_platform() -> None:
+    if os.name != "posix":
+        raise PlatformError("codex app-server daemon lifecycle is only supported on Unix platforms")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    debug = os.environ.get("CODEX_DAEMONKIT_DEBUG") == "1"
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
+    try:
+        _ensure_supported_platform()
+        output = _run(args, parser)
+    except ModuleNotFoundError as exc:
+        # Only spawn and install paths import third-party packages (SPEC §12.2).
+        package = _PACKAGES.get(exc.name or "", exc.name)
+        sys.stderr.write(
+            f"Error: {package} is not installed; install codex-daemonkit's dependencies\n"
+        )
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write(render_error(InterruptedByUserError("interrupted")) + "\n")
+        return 1
+    except DaemonError as exc:
+        if debug:
+            traceback.print_exc()
+        sys.stderr.write(render_error(exc) + "\n")
+        return 1
+    except Exception as exc:  # the outermost edge: never a traceback (SPEC §2.2)
+        if debug:
+            traceback.print_exc()
+        sys.stderr.write(render_error(exc) + "\n")
+        return 1
+    emit(output)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,202 @@
+"""The exception tree of codex-daemonkit, and how an error chain is rendered.
+
+Every error the kit raises derives from ``DaemonError``; the builtin that fits is mixed
+in so that ``except OSError`` or ``except TimeoutError`` in callers keeps working::
+
+    DaemonError
+    ├── HomeError                  CODEX_HOME cannot be resolved
+    ├── PlatformError              not a Unix platform
+    ├── UnsafeFileError (OSError)  a state path is a symlink, not regular, or foreign-owned
+    ├── StateDirError (OSError)    the state directory cannot be created or used
+    ├── SettingsError (ValueError) settings.json cannot be read, parsed or validated
+    ├── LockError (OSError)        a lock file cannot be opened or locked
+    │   └── LockTimeoutError (TimeoutError)
+    ├── PidFileError (OSError)     a pid record cannot be read, reserved, written or removed
+    │   └── PidRecordError (ValueError)   the record's contents are invalid
+    ├── SpawnError (OSError)       a detached process could not be started or recorded
+    ├── StopError (OSError)        a managed process could not be signalled or did not stop
+    ├── ProbeError (ConnectionError)      the control socket did not answer the handshake
+    │   └── ProbeTimeoutError (TimeoutError)
+    ├── NotReadyError              the app-server did not become ready after a spawn
+    ├── UnmanagedServerError       a server answers but no pid record manages it
+    ├── ManagedCodexError          the managed Codex binary is missing or misbehaves
+    ├── InstallError               an install (npm or script channel) failed
+    ├── RpcError                   a JSON-RPC request on the control socket failed
+    ├── UpdaterError               the updater could not be reached or answered an error
+    └── InterruptedByUserError     SIGINT, SIGTERM or SIGHUP reached the CLI
+
+Messages are lower-case, name the object and its path, and reuse upstream wording
+verbatim where upstream has one (SPEC §2.15). ``render_error`` turns a chain of
+``__cause__`` links into the anyhow-style text the CLI prints (SPEC §2.2).
+"""
+
+from __future__ import annotations
+
+import os
+
+__all__ = [
+    "DaemonError",
+    "HomeError",
+    "InstallError",
+    "InterruptedByUserError",
+    "LockError",
+    "LockTimeoutError",
+    "ManagedCodexError",
+    "NotReadyError",
+    "PidFileError",
+    "PidRecordError",
+    "PlatformError",
+    "ProbeError",
+    "ProbeTimeoutError",
+    "RpcError",
+    "SettingsError",
+    "SpawnError",
+    "StateDirError",
+    "StopError",
+    "UnmanagedServerError",
+    "UnsafeFileError",
+    "UpdaterError",
+    "describe_exception",
+    "render_error",
+]
+
+
+class DaemonError(Exception):
+    """Base of every error raised by codex-daemonkit."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class HomeError(DaemonError):
+    """CODEX_HOME could not be determined from the flag, the environment or the home dir."""
+
+
+class PlatformError(DaemonError):
+    """The kit runs only on Unix platforms."""
+
+
+class UnsafeFileError(DaemonError, OSError):
+    """A state file is a symlink, not a regular file, or owned by another user."""
+
+    def __init__(self, message: str, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class StateDirError(DaemonError, OSError):
+    """The daemon state directory could not be created or is not ours."""
+
+
+class SettingsError(DaemonError, ValueError):
+    """settings.json could not be read, parsed or validated."""
+
+
+class LockError(DaemonError, OSError):
+    """A lock file could not be opened or locked."""
+
+
+class LockTimeoutError(LockError, TimeoutError):
+    """Another process held a lock for longer than the wait allows."""
+
+
+class PidFileError(DaemonError, OSError):
+    """A pid record could not be read, reserved, written, published or removed."""
+
+
+class PidRecordError(PidFileError, ValueError):
+    """A pid record's contents are not a valid record."""
+
+
+class SpawnError(DaemonError, OSError):
+    """A detached process could not be spawned or its startup recorded."""
+
+
+class StopError(DaemonError, OSError):
+    """A managed process could not be signalled, or did not exit in time."""
+
+
+class ProbeError(DaemonError, ConnectionError):
+    """The app-server control socket did not complete the initialize handshake."""
+
+
+class ProbeTimeoutError(ProbeError, TimeoutError):
+    """The control socket did not answer within the probe budget."""
+
+
+class NotReadyError(DaemonError):
+    """A spawned app-server did not become ready before the readiness deadline."""
+
+
+class UnmanagedServerError(DaemonError):
+    """An app-server answers on the control socket but no pid record manages it."""
+
+
+class ManagedCodexError(DaemonError):
+    """The managed Codex binary is missing, cannot be resolved, or misreports its version."""
+
+
+class InstallError(DaemonError):
+    """Installing a Codex release through a channel failed."""
+
+
+class RpcError(DaemonError):
+    """A JSON-RPC request to the app-server failed or timed out."""
+
+
+class UpdaterError(DaemonError):
+    """The updater process could not be reached or answered with an error."""
+
+
+class InterruptedByUserError(DaemonError):
+    """SIGINT, SIGTERM or SIGHUP reached the CLI while it worked."""
+
+
+def describe_exception(exc: BaseException) -> str:
+    """Render one link of an error chain, OS errors the way Rust's io::Error prints them."""
+    if isinstance(exc, DaemonError):
+        return exc.message
+    if isinstance(exc, OSError) and exc.errno is not None:
+        reason = exc.strerror or os.strerror(exc.errno)
+        return f"{reason} (os error {exc.errno})"
+    text = str(exc)
+    return text or type(exc).__name__
+
+
+def _cause_of(exc: BaseException) -> BaseException | None:
+    return exc.__cause__
+
+
+def render_error(exc: BaseException) -> str:
+    """Return the anyhow-style rendering of ``exc`` and its ``__cause__`` chain.
+
+    >>> err = ProbeError("failed to connect to /s")
+    >>> err.__cause__ = FileNotFoundError(2, "No such file or directory")
+    >>> print(render_error(err))
+    Error: failed to connect to /s
+    <BLANKLINE>
+    Caused by:
+        No such file or directory (os error 2)
+    """
+    lines = [f"Error: {describe_exception(exc)}"]
+    causes: list[str] = []
+    cause = _cause_of(exc)
+    while cause is not None:
+        causes.append(describe_exception(cause))
+        cause = _cause_of(cause)
+    if not causes:
+        return "\n".join(lines)
+    lines.append("")
+    lines.append("Caused by:")
+    numbered = len(causes) > 1
+    for index, text in enumerate(causes):
+        prefix = f"    {index}: " if numbered else "    "
+        continuation = " " * len(prefix)
+        first, *rest = text.split("\n")
+        lines.append(prefix + first)
+        lines.extend(continuation + line if line else "" for line in rest)
+    return "\n".join(lines)

@@ -1,0 +1,172 @@
+"""Safe opening, reading and atomic writing of state files (SPEC §3.2-§3.4).
+
+Every state file is opened with O_NOFOLLOW|O_CLOEXEC and checked with fstat on the
+opened descriptor, so a symlink, a FIFO, a directory or another user's file is
+refused before a byte is read or written through it.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+from daemonkit.errors import StateDirError, UnsafeFileError
+from daemonkit.hooks import crash_point
+
+__all__ = [
+    "FILE_MODE",
+    "ensure_state_dir",
+    "fsync_dir",
+    "open_state_file",
+    "read_state_file",
+    "write_atomic",
+]
+
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+
+
+def ensure_state_dir(path: str) -> None:
+    """Create ``path`` (and missing parents) 0700, or tighten and vet an existing one."""
+    try:
+        os.makedirs(path, mode=DIR_MODE, exist_ok=True)
+        info = os.stat(path)
+    except OSError as exc:
+        raise StateDirError(f"failed to create daemon state directory {path}") from exc
+    if not stat.S_ISDIR(info.st_mode):
+        raise StateDirError(f"failed to create daemon state directory {path}") from OSError(
+            errno.ENOTDIR, os.strerror(errno.ENOTDIR)
+        )
+    euid = os.geteuid()
+    if info.st_uid != euid:
+        raise StateDirError(
+            f"refusing to use daemon state directory {path}: owned by uid {info.st_uid}, "
+            f"expected {euid}"
+        )
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        try:
+            os.chmod(path, DIR_MODE)
+        except OSError as exc:
+            raise StateDirError(f"failed to create daemon state directory {path}") from exc
+
+
+def open_state_file(path: str, flags: int, mode: int = FILE_MODE) -> int:
+    """Open a state file without following symlinks and check what was opened.
+
+    O_NONBLOCK keeps a FIFO planted at ``path`` from blocking the open; the fstat
+    check then refuses it. Raises ``UnsafeFileError`` for a symlink, a non-regular
+    file or another user's file, and lets other ``OSError`` (ENOENT, EEXIST, ...)
+    through for the caller to interpret.
+    """
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnsafeFileError(f"refusing to use {path}: it is a symbolic link", path) from None
+        raise
+    try:
+        check_opened(fd, path)
+        if flags & os.O_CREAT:
+            # The mode argument is filtered by the umask; state files are 0600 whatever
+            # the caller's umask is (SPEC §3.2).
+            info = os.fstat(fd)
+            if stat.S_IMODE(info.st_mode) != mode and info.st_size == 0:
+                os.fchmod(fd, mode)
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def check_opened(fd: int, path: str) -> None:
+    """Refuse a descriptor that is not a regular file owned by the effective uid."""
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        raise UnsafeFileError(f"refusing to use {path}: not a regular file", path)
+    euid = os.geteuid()
+    if info.st_uid != euid:
+        raise UnsafeFileError(
+            f"refusing to use {path}: owned by uid {info.st_uid}, expected {euid}", path
+        )
+
+
+def read_state_file(path: str, limit: int = 1 << 20) -> bytes | None:
+    """Return the contents of a state file, or None if it does not exist.
+
+    At most ``limit`` bytes are read: state files are small, and a huge planted
+    file must not exhaust memory; the caller's parser rejects truncated content.
+    """
+    try:
+        fd = open_state_file(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        chunks: list[bytes] = []
+        remaining = limit
+        while remaining > 0:
+            chunk = os.read(fd, min(remaining, 65536))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            remaining -= len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(
+    path: str, tmp: str, data: bytes, *, durable: bool, crash_at: str | None = None
+) -> None:
+    """Write ``data`` to ``tmp`` (O_EXCL, 0600) and rename it onto ``path``.
+
+    The caller holds the lock that protects ``path``, so a leftover ``tmp`` is a
+    crash's debris and is unlinked first (unlink never follows a symlink).
+    ``durable`` adds fsync of the file and of the directory (SPEC §3.4).
+    Raises OSError; the caller wraps it with the message its spec names.
+    """
+    try:
+        os.unlink(tmp)
+    except FileNotFoundError:
+        pass
+    fd = open_state_file(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        if durable:
+            os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        _unlink_quietly(tmp)
+        raise
+    os.close(fd)
+    if crash_at is not None:
+        crash_point(crash_at)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+    if durable:
+        fsync_dir(os.path.dirname(path))
+
+
+def fsync_dir(path: str) -> None:
+    """fsync a directory so a rename in it survives a power loss."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        # Best effort while an earlier error propagates; a leftover temp is removed
+        # by the next writer, which holds the same lock.
+        pass

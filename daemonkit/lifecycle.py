@@ -1,0 +1,246 @@
+"""start, restart, stop and version: the only place that composes effects (SPEC §2.5-§2.8).
+
+Each public command takes the operation lock where the spec says so, then follows
+the spec's numbered steps; everything it decides is decided by small functions it
+calls, and every output is built here and printed by the CLI.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from daemonkit import __version__
+from daemonkit.backend import ProcessHandle, SpawnRequest, spawn_recorded, stop_recorded
+from daemonkit.environment import child_environment
+from daemonkit.errors import NotReadyError, ProbeError, UnmanagedServerError
+from daemonkit.intent import DesiredState, write_desired_state
+from daemonkit.launcher import working_directory
+from daemonkit.locks import operation_lock
+from daemonkit.managed import canonical_bin, ensure_managed_bin, managed_bin_path, try_codex_version
+from daemonkit.output import LifecycleOutput, LifecycleStatus
+from daemonkit.paths import DaemonPaths
+from daemonkit.pidfile import Absent, Running, active_state
+from daemonkit.probe import AppServerInfo, probe
+from daemonkit.procinfo import inspect_process
+from daemonkit.readiness import wait_until_ready
+from daemonkit.settings import Settings, load_settings, load_settings_leniently
+
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+__all__ = ["Daemon", "app_server_argv"]
+
+OPERATION_LOCK_EXTRA_S = 75.0
+FAILED_START_GRACE_S = 2.0
+Warn = Callable[[str], None]
+
+
+def app_server_argv(canonical: str, *, remote_control: bool) -> list[str]:
+    """The seed's argv; Codex 0.169.0 accepts it (SPEC §4.7)."""
+    if remote_control:
+        return [canonical, "--enable", "remote_control", "app-server", "--listen", "unix://"]
+    return [canonical, "app-server", "--listen", "unix://"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Managed:
+    """The app-server record's activity, as the lifecycle steps need it."""
+
+    active: bool
+    record_pid: int | None
+
+
+class Daemon:
+    """One CODEX_HOME's app-server, managed through the pid backend."""
+
+    def __init__(self, paths: DaemonPaths, environ: Mapping[str, str], warn: Warn) -> None:
+        self.paths = paths
+        self.environ = environ
+        self.warn = warn
+
+    # -- shared procedures (SPEC §2.4) ---------------------------------------------
+
+    def _managed(self) -> _Managed:
+        state = active_state(self.paths.app_server)
+        if isinstance(state, Running):
+            return _Managed(active=True, record_pid=state.record.pid)
+        return _Managed(active=state is Absent.STARTING, record_pid=None)
+
+    def _effective_grace_s(self) -> int:
+        settings, warnings = load_settings_leniently(self.paths.settings)
+        for line in warnings:
+            self.warn(line)
+        return settings.shutdown_grace_s
+
+    def _lock(self, grace_s: float) -> AbstractContextManager[int]:
+        return operation_lock(
+            self.paths.state_dir, self.paths.operation_lock, grace_s + OPERATION_LOCK_EXTRA_S
+        )
+
+    def _probe_ok(self) -> AppServerInfo | None:
+        try:
+            return probe(self.paths.socket)
+        except ProbeError:
+            return None
+
+    def _check_unmanaged(self) -> _Managed:
+        managed = self._managed()
+        if not managed.active and self._probe_ok() is not None:
+            self._warn_dedicated_layout()
+            raise UnmanagedServerError(
+                "app server is running but is not managed by codex app-server daemon"
+            )
+        return managed
+
+    def _warn_dedicated_layout(self) -> None:
+        try:
+            with open(self.paths.rust_dedicated_pid, "rb") as f:
+                pid_text = f.read(64)
+        except OSError:
+            return
+        digits = "".join(ch for ch in pid_text.decode("ascii", "replace") if ch.isdigit())
+        if digits and inspect_process(int(digits[:10])) is not None:
+            self.warn(
+                "a Codex daemon using the dedicated package layout manages this CODEX_HOME; "
+                "use codex app-server daemon"
+            )
+
+    def _write_intent(self, state: DesiredState, command: str) -> None:
+        write_desired_state(self.paths.desired_state, state, command)
+
+    def _output(
+        self,
+        status: LifecycleStatus,
+        *,
+        managed: bool,
+        pid: int | None = None,
+        info: AppServerInfo | None = None,
+    ) -> LifecycleOutput:
+        bin_path = managed_bin_path(self.paths)
+        return LifecycleOutput(
+            status=status,
+            managed=managed,
+            pid=pid,
+            managed_codex_path=bin_path,
+            managed_codex_version=try_codex_version(bin_path, self._version_env()),
+            socket_path=self.paths.socket,
+            cli_version=__version__,
+            app_server_version=None if info is None else info.app_server_version,
+        )
+
+    def _version_env(self) -> dict[str, str]:
+        return child_environment(self.environ, self.paths.codex_home, remote_control=None)
+
+    def _stop_app_server(self, grace_s: float) -> bool:
+        return stop_recorded(self.paths.app_server, grace_s, group=False, what="app server")
+
+    def _spawn_and_wait(self, settings: Settings, bin_path: str) -> tuple[int, AppServerInfo]:
+        """Spawn the app-server from ``bin_path`` and wait until it answers.
+
+        A failed start leaves nothing behind: the process is stopped and its record
+        removed before the error propagates (SPEC §6.4).
+        """
+        canonical = canonical_bin(bin_path)
+        request = SpawnRequest(
+            paths=self.paths.app_server,
+            state_dir=self.paths.state_dir,
+            argv=app_server_argv(canonical, remote_control=settings.remote_control_enabled),
+            env=child_environment(
+                self.environ,
+                self.paths.codex_home,
+                remote_control=settings.remote_control_enabled,
+            ),
+            cwd=working_directory(self.environ),
+            what="app-server",
+        )
+        spawned = spawn_recorded(request)
+        if isinstance(spawned, Running):
+            # Another command won the reservation race; wait for its server instead.
+            info = wait_until_ready(
+                self.paths.socket, process=None, bin_used=canonical, log_path=request.paths.log
+            )
+            return spawned.record.pid, info
+        try:
+            info = wait_until_ready(
+                self.paths.socket,
+                process=spawned,
+                bin_used=canonical,
+                log_path=request.paths.log,
+            )
+        except NotReadyError:
+            self._clean_up_failed_start(spawned)
+            raise
+        finally:
+            spawned.close()
+        return spawned.pid, info
+
+    def _clean_up_failed_start(self, spawned: ProcessHandle) -> None:
+        try:
+            self._stop_app_server(FAILED_START_GRACE_S)
+        except OSError as exc:
+            self.warn(
+                f"failed to stop app-server process {spawned.pid} after a failed start: {exc}"
+            )
+
+    # -- commands ------------------------------------------------------------------
+
+    def start(self) -> LifecycleOutput:
+        """SPEC §2.5."""
+        with self._lock(self._effective_grace_s()):
+            settings = load_settings(self.paths.settings)
+            self._write_intent(DesiredState.RUNNING, "start")
+            info = self._probe_ok()
+            if info is not None:
+                managed = self._managed().active
+                return self._output(LifecycleStatus.ALREADY_RUNNING, managed=managed, info=info)
+            if self._managed().active:
+                bin_path = managed_bin_path(self.paths)
+                info = wait_until_ready(
+                    self.paths.socket,
+                    process=None,
+                    bin_used=bin_path,
+                    log_path=self.paths.app_server.log,
+                )
+                return self._output(LifecycleStatus.ALREADY_RUNNING, managed=True, info=info)
+            bin_path = ensure_managed_bin(self.paths)
+            pid, info = self._spawn_and_wait(settings, bin_path)
+            # ensure-updater (SPEC §2.4) joins here, in start, restart and bootstrap.
+            return self._output(LifecycleStatus.STARTED, managed=True, pid=pid, info=info)
+
+    def restart(self) -> LifecycleOutput:
+        """SPEC §2.6."""
+        grace_s = self._effective_grace_s()
+        with self._lock(grace_s):
+            settings = load_settings(self.paths.settings)
+            self._write_intent(DesiredState.RUNNING, "restart")
+            managed = self._check_unmanaged()
+            bin_path = ensure_managed_bin(self.paths)
+            if managed.active:
+                self._stop_app_server(settings.shutdown_grace_s)
+            pid, info = self._spawn_and_wait(settings, bin_path)
+            return self._output(LifecycleStatus.RESTARTED, managed=True, pid=pid, info=info)
+
+    def stop(self) -> LifecycleOutput:
+        """SPEC §2.7: lenient settings, so a broken settings file never blocks a stop."""
+        grace_s = self._effective_grace_s()
+        with self._lock(grace_s):
+            self._write_intent(DesiredState.STOPPED, "stop")
+            if self._stop_app_server(grace_s):
+                return self._output(LifecycleStatus.STOPPED, managed=True)
+            if self._probe_ok() is not None:
+                self._warn_dedicated_layout()
+                raise UnmanagedServerError(
+                    "app server is running but is not managed by codex app-server daemon"
+                )
+            return self._output(LifecycleStatus.NOT_RUNNING, managed=False)
+
+    def version(self) -> LifecycleOutput:
+        """SPEC §2.8: no lock; a probe failure is the command's error."""
+        load_settings(self.paths.settings)
+        info = probe(self.paths.socket)
+        return self._output(LifecycleStatus.RUNNING, managed=self._managed().active, info=info)
+

@@ -1,0 +1,210 @@
+"""Output objects in upstream key order, and the only writer of stdout (SPEC §2.2-§2.3).
+
+Each output builds its JSON by hand: "omitted" (key absent) and ``null`` (key present)
+are different contracts, and key order is part of the contract.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+__all__ = [
+    "InstallOutput",
+    "InstallStatus",
+    "LifecycleOutput",
+    "LifecycleStatus",
+    "LogFile",
+    "LogsOutput",
+    "StatusOutput",
+    "UpdaterStatus",
+    "emit",
+]
+
+BACKEND_PID = "pid"
+
+
+class LifecycleStatus(StrEnum):
+    ALREADY_RUNNING = "alreadyRunning"
+    STARTED = "started"
+    RESTARTED = "restarted"
+    STOPPED = "stopped"
+    NOT_RUNNING = "notRunning"
+    RUNNING = "running"
+
+
+class ServerStatus(StrEnum):
+    RUNNING = "running"
+    STARTING = "starting"
+    NOT_READY = "notReady"
+    NOT_RUNNING = "notRunning"
+
+
+class InstallStatus(StrEnum):
+    INSTALLED = "installed"
+    ALREADY_INSTALLED = "alreadyInstalled"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LifecycleOutput:
+    status: LifecycleStatus
+    managed: bool  # renders "backend":"pid" when a managed record is active
+    pid: int | None = None  # only when this invocation spawned the server
+    managed_codex_path: str
+    managed_codex_version: str | None
+    socket_path: str
+    cli_version: str
+    app_server_version: str | None = None  # omitted for stopped / notRunning
+
+    def to_json(self) -> dict[str, object]:
+        out: dict[str, object] = {"status": self.status.value}
+        if self.managed:
+            out["backend"] = BACKEND_PID
+        if self.pid is not None:
+            out["pid"] = self.pid
+        out["managedCodexPath"] = self.managed_codex_path
+        out["managedCodexVersion"] = self.managed_codex_version
+        out["socketPath"] = self.socket_path
+        out["cliVersion"] = self.cli_version
+        if self.app_server_version is not None:
+            out["appServerVersion"] = self.app_server_version
+        return out
+
+
+class UpdaterStatus(StrEnum):
+    RUNNING = "running"
+    NOT_RUNNING = "notRunning"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UpdaterReport:
+    status: UpdaterStatus
+    pid: int | None
+    auto_update_enabled: bool
+    channel: str
+    update_interval_minutes: int
+    last_check_at_ms: int | None = None
+    last_result: str | None = None
+    last_error: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        out: dict[str, object] = {"status": self.status.value}
+        if self.pid is not None:
+            out["pid"] = self.pid
+        out["autoUpdateEnabled"] = self.auto_update_enabled
+        out["channel"] = self.channel
+        out["updateIntervalMinutes"] = self.update_interval_minutes
+        if self.last_check_at_ms is not None:
+            out["lastCheckAtMs"] = self.last_check_at_ms
+        if self.last_result is not None:
+            out["lastResult"] = self.last_result
+        if self.last_error is not None:
+            out["lastError"] = self.last_error
+        return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatusOutput:
+    status: ServerStatus
+    managed: bool
+    pid: int | None
+    managed_codex_path: str
+    managed_codex_version: str | None
+    socket_path: str
+    cli_version: str
+    app_server_version: str | None
+    remote_control_enabled: bool
+    desired_state: str | None
+    updater: UpdaterReport
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, object]:
+        out: dict[str, object] = {"status": self.status.value}
+        if self.managed:
+            out["backend"] = BACKEND_PID
+        if self.pid is not None:
+            out["pid"] = self.pid
+        out["managedCodexPath"] = self.managed_codex_path
+        out["managedCodexVersion"] = self.managed_codex_version
+        out["socketPath"] = self.socket_path
+        out["cliVersion"] = self.cli_version
+        if self.app_server_version is not None:
+            out["appServerVersion"] = self.app_server_version
+        out["remoteControlEnabled"] = self.remote_control_enabled
+        out["desiredState"] = self.desired_state
+        out["updater"] = self.updater.to_json()
+        out["warnings"] = list(self.warnings)
+        return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InstallOutput:
+    status: InstallStatus
+    channel: str
+    managed_codex_path: str
+    managed_codex_version: str | None
+    release_path: str | None
+    previous_release_path: str | None
+    cli_version: str
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "status": self.status.value,
+            "channel": self.channel,
+            "managedCodexPath": self.managed_codex_path,
+            "managedCodexVersion": self.managed_codex_version,
+            "releasePath": self.release_path,
+            "previousReleasePath": self.previous_release_path,
+            "cliVersion": self.cli_version,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogFile:
+    path: str
+    size_bytes: int | None
+    tail: str | None
+
+    def to_json(self) -> dict[str, object]:
+        return {"path": self.path, "sizeBytes": self.size_bytes, "tail": self.tail}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogsOutput:
+    app_server_log: LogFile
+    app_server_previous_log: LogFile
+    updater_log: LogFile
+    updater_previous_log: LogFile
+    tail_bytes: int
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "appServerLog": self.app_server_log.to_json(),
+            "appServerPreviousLog": self.app_server_previous_log.to_json(),
+            "updaterLog": self.updater_log.to_json(),
+            "updaterPreviousLog": self.updater_previous_log.to_json(),
+            "tailBytes": self.tail_bytes,
+        }
+
+
+class JsonOutput(Protocol):
+    def to_json(self) -> dict[str, object]: ...
+
+
+def render(output: JsonOutput) -> str:
+    """One compact JSON line, raw UTF-8 (no \\u escapes).
+
+    Paths decoded with surrogateescape carry their non-UTF-8 bytes as lone
+    surrogates; they are printed as U+FFFD (SPEC §2.2).
+    """
+    text = json.dumps(output.to_json(), separators=(",", ":"), ensure_ascii=False)
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace") + "\n"
+
+
+def emit(output: JsonOutput) -> None:
+    """Write the command's single JSON line to stdout."""
+    sys.stdout.write(render(output))
+    sys.stdout.flush()

@@ -1,0 +1,141 @@
+"""status and logs: read-only reports that never fail because nothing runs (SPEC §2.12, §2.14).
+
+Nothing here takes a lock, creates a file or removes a record.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from daemonkit import __version__
+from daemonkit.environment import child_environment
+from daemonkit.errors import DaemonError, ProbeError, describe_exception
+from daemonkit.files import read_state_file
+from daemonkit.intent import read_desired_state
+from daemonkit.logtail import read_tail
+from daemonkit.managed import managed_bin_path, try_codex_version
+from daemonkit.output import (
+    LogFile,
+    LogsOutput,
+    ServerStatus,
+    StatusOutput,
+    UpdaterReport,
+    UpdaterStatus,
+)
+from daemonkit.pidfile import Absent, Running, read_pid_state
+from daemonkit.probe import probe
+from daemonkit.procinfo import inspect_process, record_matches
+from daemonkit.settings import load_settings_leniently
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from daemonkit.paths import DaemonPaths, PidPaths
+
+__all__ = ["collect_logs", "collect_status"]
+
+
+def _record_status(paths: PidPaths, warnings: list[str]) -> tuple[Absent | Running, bool]:
+    """(state, active) of a record, read without writing anything."""
+    try:
+        state = read_pid_state(paths, may_write=False)
+    except DaemonError as exc:
+        warnings.append(describe_exception(exc))
+        return Absent.MISSING, False
+    if isinstance(state, Running):
+        return state, record_matches(state.record, inspect_process(state.record.pid))
+    return state, state is Absent.STARTING
+
+
+def _updater_state(path: str) -> dict[str, object]:
+    try:
+        raw = read_state_file(path, 1 << 20)
+        value = json.loads(raw.decode("utf-8")) if raw else {}
+    except (OSError, UnicodeDecodeError, ValueError):
+        # The updater's state file is informational; status reports what it can.
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def collect_status(paths: DaemonPaths, environ: Mapping[str, str]) -> StatusOutput:
+    """SPEC §2.12: both records, liveness, one probe, versions, intent, updater state."""
+    settings, setting_warnings = load_settings_leniently(paths.settings)
+    warnings = list(setting_warnings)
+    app_state, app_active = _record_status(paths.app_server, warnings)
+    updater_state, updater_active = _record_status(paths.updater, warnings)
+    try:
+        info = probe(paths.socket)
+    except ProbeError:
+        info = None
+    if info is not None:
+        status = ServerStatus.RUNNING
+    elif app_state is Absent.STARTING:
+        status = ServerStatus.STARTING
+    elif app_active:
+        status = ServerStatus.NOT_READY
+    else:
+        status = ServerStatus.NOT_RUNNING
+    recorded = _updater_state(paths.updater_state)
+    desired = read_desired_state(paths.desired_state)
+    bin_path = managed_bin_path(paths)
+    return StatusOutput(
+        status=status,
+        managed=app_active,
+        pid=app_state.record.pid if isinstance(app_state, Running) and app_active else None,
+        managed_codex_path=bin_path,
+        managed_codex_version=try_codex_version(
+            bin_path, child_environment(environ, paths.codex_home, remote_control=None)
+        ),
+        socket_path=paths.socket,
+        cli_version=__version__,
+        app_server_version=None if info is None else info.app_server_version,
+        remote_control_enabled=settings.remote_control_enabled,
+        desired_state=None if desired is None else desired.value,
+        updater=UpdaterReport(
+            status=UpdaterStatus.RUNNING if updater_active else UpdaterStatus.NOT_RUNNING,
+            pid=updater_state.record.pid
+            if isinstance(updater_state, Running) and updater_active
+            else None,
+            auto_update_enabled=settings.auto_update_enabled,
+            channel=settings.channel,
+            update_interval_minutes=settings.update_interval_minutes,
+            last_check_at_ms=_int_or_none(recorded.get("lastCheckAtMs")),
+            last_result=_str_or_none(recorded.get("lastResult")),
+            last_error=_str_or_none(recorded.get("lastError")),
+        ),
+        warnings=warnings,
+    )
+
+
+def _log_file(path: str, limit: int, warnings: list[str]) -> LogFile:
+    try:
+        result = read_tail(path, limit)
+    except OSError as exc:
+        warnings.append(describe_exception(exc))
+        result = None
+    if result is None:
+        return LogFile(path=path, size_bytes=None, tail=None)
+    size, tail = result
+    return LogFile(path=path, size_bytes=size, tail=tail)
+
+
+def collect_logs(paths: DaemonPaths, limit: int) -> tuple[LogsOutput, list[str]]:
+    """SPEC §2.14: the four logs' sizes and tails; refused files become warnings."""
+    warnings: list[str] = []
+    output = LogsOutput(
+        app_server_log=_log_file(paths.app_server.log, limit, warnings),
+        app_server_previous_log=_log_file(paths.app_server.previous_log, limit, warnings),
+        updater_log=_log_file(paths.updater.log, limit, warnings),
+        updater_previous_log=_log_file(paths.updater.previous_log, limit, warnings),
+        tail_bytes=limit,
+    )
+    return output, warnings

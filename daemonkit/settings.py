@@ -1,0 +1,230 @@
+"""settings.json: the schema, strict and lenient loading, and the merge-preserving write.
+
+Every key is optional and unknown keys are kept (SPEC §3.5). Strict loading turns the
+first problem into a ``SettingsError``; lenient loading (stop, status) falls back to the
+default of each key that fails and reports the problem as a warning (SPEC §3.6).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import urllib.parse
+from dataclasses import dataclass, field
+from typing import Literal
+
+from daemonkit.errors import SettingsError, UnsafeFileError, describe_exception
+from daemonkit.files import read_state_file, write_atomic
+
+__all__ = [
+    "Channel",
+    "Settings",
+    "load_settings",
+    "load_settings_leniently",
+    "update_settings",
+]
+
+Channel = Literal["script", "npm"]
+
+DEFAULT_GRACE_S = 60
+MAX_GRACE_S = 300
+DEFAULT_INTERVAL_MINUTES = 60
+MAX_INTERVAL_MINUTES = 525_600
+DEFAULT_SCRIPT_URL = "https://chatgpt.com/codex/install.sh"
+SETTINGS_LIMIT = 1 << 20
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    remote_control_enabled: bool = False
+    shutdown_grace_s: int = DEFAULT_GRACE_S
+    auto_update_enabled: bool = True
+    update_interval_minutes: int = DEFAULT_INTERVAL_MINUTES
+    channel: Channel = "script"
+    install_script_url: str = DEFAULT_SCRIPT_URL
+
+
+@dataclass(slots=True)
+class _Problems:
+    """Problems found while parsing, in the order strict loading reports them."""
+
+    parse: list[str] = field(default_factory=list)
+    validate: list[str] = field(default_factory=list)
+
+
+def _json_object(raw: bytes, path: str) -> dict[str, object]:
+    def reject_constant(name: str) -> object:
+        raise ValueError(f"invalid number {name}")
+
+    try:
+        text = raw.decode("utf-8")
+        value = json.loads(text, parse_constant=reject_constant)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise SettingsError(f"failed to parse settings {path}") from exc
+    if not isinstance(value, dict):
+        raise SettingsError(f"failed to parse settings {path}") from ValueError(
+            "expected a JSON object"
+        )
+    return value
+
+
+def _get_bool(obj: dict[str, object], key: str, default: bool, where: str, p: _Problems) -> bool:
+    value = obj.get(key, default)
+    if isinstance(value, bool):
+        return value
+    p.parse.append(f"invalid type for {where}: expected a boolean")
+    return default
+
+
+def _get_uint(obj: dict[str, object], key: str, default: int, where: str, p: _Problems) -> int:
+    value = obj.get(key, default)
+    # JSON booleans are not integers, and integral floats (60.0) are errors, as in
+    # upstream's integer parsing (SPEC §3.5).
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    p.parse.append(f"invalid type for {where}: expected a non-negative integer")
+    return default
+
+
+def _is_allowed_url(url: str) -> bool:
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme == "https" and parsed.hostname:
+        return True
+    if parsed.scheme == "file":
+        return True
+    if parsed.scheme == "http" and parsed.hostname:
+        if parsed.hostname == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(parsed.hostname).is_loopback
+        except ValueError:
+            return False
+    return False
+
+
+def _parse(obj: dict[str, object]) -> tuple[Settings, _Problems]:
+    p = _Problems()
+    defaults = Settings()
+    remote = _get_bool(obj, "remoteControlEnabled", False, "remoteControlEnabled", p)
+    grace = _get_uint(obj, "shutdownGraceSeconds", DEFAULT_GRACE_S, "shutdownGraceSeconds", p)
+    if grace > MAX_GRACE_S:
+        p.validate.append("shutdown grace must be between 0 and 300 seconds")
+        grace = DEFAULT_GRACE_S
+    updater = obj.get("updater", {})
+    if not isinstance(updater, dict):
+        p.parse.append("invalid type for updater: expected an object")
+        updater = {}
+    auto = _get_bool(updater, "autoUpdateEnabled", True, "updater.autoUpdateEnabled", p)
+    interval = _get_uint(
+        updater,
+        "updateIntervalMinutes",
+        DEFAULT_INTERVAL_MINUTES,
+        "updater.updateIntervalMinutes",
+        p,
+    )
+    if interval == 0:
+        p.validate.append("update interval must be positive")
+        interval = DEFAULT_INTERVAL_MINUTES
+    channel_value = updater.get("channel", "script")
+    channel: Channel = defaults.channel
+    if not isinstance(channel_value, str):
+        p.parse.append("invalid type for updater.channel: expected a string")
+    elif channel_value in ("script", "npm"):
+        channel = "npm" if channel_value == "npm" else "script"
+    else:
+        p.validate.append(f'unknown updater channel {channel_value}; expected "script" or "npm"')
+    url_value = updater.get("installScriptUrl", DEFAULT_SCRIPT_URL)
+    url = DEFAULT_SCRIPT_URL
+    if not isinstance(url_value, str):
+        p.parse.append("invalid type for updater.installScriptUrl: expected a string")
+    elif _is_allowed_url(url_value):
+        url = url_value
+    else:
+        p.validate.append(f"installer script URL must use https: {url_value}")
+    settings = Settings(
+        remote_control_enabled=remote,
+        shutdown_grace_s=grace,
+        auto_update_enabled=auto,
+        update_interval_minutes=min(interval, MAX_INTERVAL_MINUTES),
+        channel=channel,
+        install_script_url=url,
+    )
+    return settings, p
+
+
+def _read(path: str) -> bytes | None:
+    try:
+        return read_state_file(path, SETTINGS_LIMIT)
+    except UnsafeFileError:
+        raise
+    except OSError as exc:
+        raise SettingsError(f"failed to read settings {path}") from exc
+
+
+def load_settings(path: str) -> Settings:
+    """Strict load: defaults when absent, else the first problem as ``SettingsError``."""
+    raw = _read(path)
+    if raw is None:
+        return Settings()
+    obj = _json_object(raw, path)
+    settings, problems = _parse(obj)
+    if problems.parse:
+        raise SettingsError(f"failed to parse settings {path}") from ValueError(problems.parse[0])
+    if problems.validate:
+        raise SettingsError(problems.validate[0])
+    return settings
+
+
+def load_settings_leniently(path: str) -> tuple[Settings, list[str]]:
+    """Lenient load: never raises; defaults replace what cannot be used.
+
+    Returns the settings and the warning lines (without the ``warning: `` prefix).
+    """
+    try:
+        raw = _read(path)
+        if raw is None:
+            return Settings(), []
+        obj = _json_object(raw, path)
+    except (SettingsError, UnsafeFileError) as exc:
+        return Settings(), [f"ignoring invalid settings {path}: {_reason(exc)}"]
+    settings, problems = _parse(obj)
+    warnings = [
+        f"ignoring invalid settings {path}: {reason}"
+        for reason in (*problems.parse, *problems.validate)
+    ]
+    return settings, warnings
+
+
+def _reason(exc: BaseException) -> str:
+    parts = [describe_exception(exc)]
+    cause = exc.__cause__
+    while cause is not None:
+        parts.append(describe_exception(cause))
+        cause = cause.__cause__
+    return ": ".join(parts)
+
+
+def update_settings(path: str, tmp: str, changes: dict[str, object]) -> None:
+    """Merge ``changes`` into settings.json, keeping every other key and its order.
+
+    Keys of ``changes`` are top-level names or ``updater.<name>``. The caller holds
+    the operation lock and has already loaded the file strictly (SPEC §3.7).
+    """
+    raw = _read(path)
+    obj: dict[str, object] = {} if raw is None else _json_object(raw, path)
+    for dotted, value in changes.items():
+        if dotted.startswith("updater."):
+            nested = obj.get("updater")
+            if not isinstance(nested, dict):
+                nested = {}
+            nested[dotted.removeprefix("updater.")] = value
+            obj["updater"] = nested
+        else:
+            obj[dotted] = value
+    data = json.dumps(obj, indent=2, ensure_ascii=False).encode("utf-8")
+    try:
+        write_atomic(path, tmp, data, durable=True, crash_at="after-settings-tmp")
+    except UnsafeFileError:
+        raise
+    except OSError as exc:
+        raise SettingsError(f"failed to write settings {path}") from exc

@@ -1,0 +1,1 @@
+"""The independent updater process of codex-daemonkit (SPEC §8)."""
