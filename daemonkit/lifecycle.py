@@ -7,8 +7,6 @@ calls, and every output is built here and printed by the CLI.
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -22,7 +20,6 @@ from daemonkit.launcher import working_directory
 from daemonkit.locks import operation_lock
 from daemonkit.managed import canonical_bin, ensure_managed_bin, managed_bin_path, try_codex_version
 from daemonkit.output import LifecycleOutput, LifecycleStatus
-from daemonkit.paths import DaemonPaths
 from daemonkit.pidfile import Absent, Running, active_state
 from daemonkit.probe import AppServerInfo, probe
 from daemonkit.procinfo import inspect_process
@@ -31,6 +28,8 @@ from daemonkit.settings import Settings, load_settings, load_settings_leniently
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
+
+    from daemonkit.paths import DaemonPaths
 
 __all__ = ["Daemon", "app_server_argv"]
 
@@ -243,4 +242,3 @@ class Daemon:
         load_settings(self.paths.settings)
         info = probe(self.paths.socket)
         return self._output(LifecycleStatus.RUNNING, managed=self._managed().active, info=info)
-

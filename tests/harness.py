@@ -1,0 +1,302 @@
+"""Test harness: short CODEX_HOMEs, the CLI as a subprocess, fakes installed as releases.
+
+Every process a test starts carries ``DK_TEST_MARK=<mark>`` in its environment (the
+kit passes the caller's environment on to the app-server), so teardown can find and
+kill exactly the processes this test started, by pid, and fail the test if any
+survived. Nothing is ever stopped by name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+import pytest
+
+from daemonkit.paths import DaemonPaths
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+REPO = Path(__file__).resolve().parents[1]
+FAKE_SOURCE = REPO / "tests" / "fakes" / "fake_codex.py"
+MARK_VAR = "DK_TEST_MARK"
+TARGET = "x86_64-unknown-linux-musl"
+WAIT_S = 15.0
+POLL_S = 0.01
+REAL_CODEX_VERSION = "0.169.0"
+
+T = TypeVar("T")
+
+
+def wait_for(predicate: Callable[[], T], *, what: str, timeout: float = WAIT_S) -> T:
+    """Poll ``predicate`` until truthy; fail with the last value seen at the deadline."""
+    deadline = time.monotonic() + timeout
+    value = predicate()
+    while not value:
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what} (last value: {value!r})")
+        time.sleep(POLL_S)
+        value = predicate()
+    return value
+
+
+def marked_pids(mark: str | None = None) -> list[int]:
+    """Pids of live processes whose environment carries the test mark (any mark if None)."""
+    needle = f"{MARK_VAR}={mark}".encode() if mark else f"{MARK_VAR}=".encode()
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as f:
+                environ = f.read()
+            with open(f"/proc/{name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        state = stat[stat.rfind(b")") + 2 :].split()[0]
+        if state in (b"Z", b"X"):
+            continue
+        if any(entry.startswith(needle) for entry in environ.split(b"\0")):
+            found.append(int(name))
+    return found
+
+
+def is_alive(pid: int) -> bool:
+    """Alive and not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2 :].split()[0] not in (b"Z", b"X")
+
+
+def real_codex_binary() -> Path | None:
+    """The pinned real Codex binary installed by .ci/run, if present."""
+    explicit = os.environ.get("DK_REAL_CODEX")
+    if explicit:
+        return Path(explicit)
+    vendor = (
+        REPO
+        / ".ci-cache"
+        / f"codex-{REAL_CODEX_VERSION}"
+        / "npm"
+        / "node_modules"
+        / "@openai"
+        / "codex-linux-x64"
+        / "vendor"
+        / TARGET
+        / "bin"
+        / "codex"
+    )
+    return vendor if vendor.is_file() else None
+
+
+@dataclass(frozen=True)
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def json(self) -> dict[str, object]:
+        assert self.returncode == 0, f"exit {self.returncode}: {self.stderr}"
+        lines = self.stdout.splitlines()
+        assert len(lines) == 1, f"expected one JSON line, got {self.stdout!r}"
+        value = json.loads(lines[0])
+        assert isinstance(value, dict)
+        return value
+
+
+class Home:
+    """A short, fresh CODEX_HOME under /tmp/dk-* and everything a test runs in it."""
+
+    def __init__(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="dk-", dir="/tmp"))
+        self.path = self.root / "h"
+        self.path.mkdir(mode=0o700)
+        self.user_home = self.root / "u"
+        self.user_home.mkdir()
+        self.mark = uuid.uuid4().hex
+        self.paths = DaemonPaths.from_home(str(self.path))
+        self.extra_env: dict[str, str] = {}
+        self.started: list[subprocess.Popen[bytes]] = []
+
+    # -- installs -------------------------------------------------------------------
+
+    def install_fake(
+        self, version: str = "1.0.0", *, current: bool = True, **config: object
+    ) -> Path:
+        """Install the fake codex as release ``<version>-<target>``; flip current to it."""
+        release = Path(self.paths.releases) / f"{version}-{TARGET}"
+        release.mkdir(parents=True, exist_ok=True)
+        source = FAKE_SOURCE.read_text().splitlines(keepends=True)
+        binary = release / "codex"
+        binary.write_text(f"#!{sys.executable}\n" + "".join(source[1:]))
+        binary.chmod(0o755)
+        (release / "fake-codex.json").write_text(json.dumps({"version": version, **config}))
+        if current:
+            self.point_current(release)
+        return release
+
+    def configure_fake(self, release: Path, **config: object) -> None:
+        data = json.loads((release / "fake-codex.json").read_text())
+        data.update(config)
+        (release / "fake-codex.json").write_text(json.dumps(data))
+
+    def install_real(self) -> Path:
+        """Make the pinned real Codex the managed binary (tarball layout, via symlink)."""
+        binary = real_codex_binary()
+        if binary is None:
+            pytest.skip("the real Codex CLI is not installed (bash .ci/run installs it)")
+        release = Path(self.paths.releases) / f"{REAL_CODEX_VERSION}-{TARGET}"
+        (release / "bin").mkdir(parents=True, exist_ok=True)
+        (release / "bin" / "codex").symlink_to(binary)
+        self.point_current(release)
+        return release
+
+    def point_current(self, release: Path) -> None:
+        current = Path(self.paths.current)
+        tmp = current.with_name("current.tmp")
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(release)
+        tmp.replace(current)
+
+    # -- running the CLI ------------------------------------------------------------
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("CODEX_", "FAKE_CODEX_", "PYTEST_"))
+        }
+        env.update(
+            {
+                "CODEX_HOME": str(self.path),
+                "HOME": str(self.user_home),
+                "PYTHONPATH": str(REPO),
+                MARK_VAR: self.mark,
+            }
+        )
+        env.update(self.extra_env)
+        env.update(extra)
+        return env
+
+    def argv(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "daemonkit", *args]
+
+    def run(self, *args: str, env: Mapping[str, str] | None = None, timeout: float = 120) -> Result:
+        done = subprocess.run(
+            self.argv(*args),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            env=dict(env) if env is not None else self.env(),
+            timeout=timeout,
+            check=False,
+        )
+        return Result(
+            done.returncode,
+            done.stdout.decode("utf-8", "replace"),
+            done.stderr.decode("utf-8", "replace"),
+        )
+
+    def popen(self, *args: str, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
+            self.argv(*args),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=dict(env) if env is not None else self.env(),
+        )
+        self.started.append(process)
+        return process
+
+    def spawn_marked(self, argv: list[str], **kwargs: object) -> subprocess.Popen[bytes]:
+        """Start a helper process (sleep, flock, a fake) carrying this test's mark."""
+        process = subprocess.Popen(argv, env=self.env(), **kwargs)  # type: ignore[call-overload]
+        self.started.append(process)
+        assert isinstance(process, subprocess.Popen)
+        return process
+
+    # -- state ----------------------------------------------------------------------
+
+    def record(self) -> dict[str, object] | None:
+        try:
+            raw = Path(self.paths.app_server.record).read_bytes()
+        except FileNotFoundError:
+            return None
+        value = json.loads(raw)
+        assert isinstance(value, dict)
+        return value
+
+    def record_pid(self) -> int | None:
+        record = self.record()
+        if record is None:
+            return None
+        pid = record["pid"]
+        assert isinstance(pid, int)
+        return pid
+
+    # -- teardown -------------------------------------------------------------------
+
+    def carries_mark(self, pid: int) -> bool:
+        return pid in marked_pids(self.mark)
+
+    def _kill_recorded(self) -> list[int]:
+        """SIGKILL the processes named by this home's records, if they carry our mark."""
+        killed = []
+        for record_path in (self.paths.app_server.record, self.paths.updater.record):
+            try:
+                pid = json.loads(Path(record_path).read_bytes())["pid"]
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            if not (isinstance(pid, int) and pid > 1 and self.carries_mark(pid)):
+                continue
+            try:
+                if os.getpgid(pid) == pid:
+                    os.killpg(pid, signal.SIGKILL)
+                else:
+                    os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                continue
+            killed.append(pid)
+        return killed
+
+    def close(self) -> list[int]:
+        """Stop by pid everything this test started; return the pids that leaked.
+
+        Recorded processes are stopped by the pid in their record, and only when they
+        carry this test's mark; whatever still carries the mark afterwards leaked.
+        """
+        killed = self._kill_recorded()
+        for process in self.started:
+            if process.poll() is None:
+                process.kill()
+            process.wait(timeout=10)
+            for stream in (process.stdout, process.stderr):
+                if stream is not None:
+                    stream.close()
+        # Detached processes are reaped by init, which can take a moment.
+        deadline = time.monotonic() + 5
+        while any(is_alive(pid) for pid in killed) and time.monotonic() < deadline:
+            time.sleep(POLL_S)
+        leaked = marked_pids(self.mark)
+        for pid in leaked:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        shutil.rmtree(self.root, ignore_errors=True)
+        return leaked
