@@ -60,6 +60,21 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("restart", help="stop the managed app-server (if any) and start it again")
     commands.add_parser("stop", help="stop the managed app-server (SIGTERM, then SIGKILL at grace)")
     commands.add_parser("version", help="probe the running app-server and report its version")
+    bootstrap = commands.add_parser(
+        "bootstrap",
+        help="save settings, restart the app-server and start the updater in one call",
+    )
+    bootstrap.add_argument(
+        "--remote-control", action="store_true", help="enable remote control for the server"
+    )
+    commands.add_parser(
+        "enable-remote-control",
+        help="enable remote control for future starts and a running managed server",
+    )
+    commands.add_parser(
+        "disable-remote-control",
+        help="disable remote control for future starts and a running managed server",
+    )
     commands.add_parser("status", help="report the app-server and updater; never fails if stopped")
     install = commands.add_parser(
         "install", help="install a managed Codex release without touching the running server"
@@ -111,6 +126,14 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> JsonOutpu
             if args.version is not None and not _VERSION_PATTERN.match(args.version):
                 parser.error(f"invalid version {args.version}")
             return run_install(paths, os.environ, args.channel, args.version, _warn, parser.error)
+        case "bootstrap" | "enable-remote-control" | "disable-remote-control":
+            from daemonkit.lifecycle import Daemon  # noqa: PLC0415
+            from daemonkit.remote import bootstrap, set_remote_control_mode  # noqa: PLC0415
+
+            daemon = Daemon(paths, os.environ, _warn)
+            if args.command == "bootstrap":
+                return bootstrap(daemon, remote_control=args.remote_control)
+            return set_remote_control_mode(daemon, enable=args.command == "enable-remote-control")
         case _:
             from daemonkit.lifecycle import Daemon  # noqa: PLC0415
 

@@ -56,6 +56,7 @@ __all__ = [
     "UnmanagedServerError",
     "UnsafeFileError",
     "UpdaterError",
+    "describe_chain",
     "describe_exception",
     "render_error",
 ]
@@ -165,6 +166,16 @@ def describe_exception(exc: BaseException) -> str:
         return f"{reason} (os error {exc.errno})"
     text = str(exc)
     return text or type(exc).__name__
+
+
+def describe_chain(exc: BaseException) -> str:
+    """One line for a warning: the message and its causes joined by ``: ``."""
+    parts = []
+    current: BaseException | None = exc
+    while current is not None:
+        parts.append(describe_exception(current))
+        current = current.__cause__
+    return ": ".join(parts)
 
 
 def _cause_of(exc: BaseException) -> BaseException | None:

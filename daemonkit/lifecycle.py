@@ -46,7 +46,7 @@ def app_server_argv(canonical: str, *, remote_control: bool) -> list[str]:
 
 
 @dataclass(frozen=True, slots=True)
-class _Managed:
+class ManagedState:
     """The app-server record's activity, as the lifecycle steps need it."""
 
     active: bool
@@ -63,19 +63,19 @@ class Daemon:
 
     # -- shared procedures (SPEC §2.4) ---------------------------------------------
 
-    def _managed(self) -> _Managed:
+    def managed(self) -> ManagedState:
         state = active_state(self.paths.app_server)
         if isinstance(state, Running):
-            return _Managed(active=True, record_pid=state.record.pid)
-        return _Managed(active=state is Absent.STARTING, record_pid=None)
+            return ManagedState(active=True, record_pid=state.record.pid)
+        return ManagedState(active=state is Absent.STARTING, record_pid=None)
 
-    def _effective_grace_s(self) -> int:
+    def effective_grace_s(self) -> int:
         settings, warnings = load_settings_leniently(self.paths.settings)
         for line in warnings:
             self.warn(line)
         return settings.shutdown_grace_s
 
-    def _lock(self, grace_s: float) -> AbstractContextManager[int]:
+    def lock(self, grace_s: float) -> AbstractContextManager[int]:
         return operation_lock(
             self.paths.state_dir, self.paths.operation_lock, grace_s + OPERATION_LOCK_EXTRA_S
         )
@@ -86,8 +86,8 @@ class Daemon:
         except ProbeError:
             return None
 
-    def _check_unmanaged(self) -> _Managed:
-        managed = self._managed()
+    def check_unmanaged(self) -> ManagedState:
+        managed = self.managed()
         if not managed.active and self._probe_ok() is not None:
             self._warn_dedicated_layout()
             raise UnmanagedServerError(
@@ -108,7 +108,7 @@ class Daemon:
                 "use codex app-server daemon"
             )
 
-    def _write_intent(self, state: DesiredState, command: str) -> None:
+    def write_intent(self, state: DesiredState, command: str) -> None:
         write_desired_state(self.paths.desired_state, state, command)
 
     def _output(
@@ -125,19 +125,19 @@ class Daemon:
             managed=managed,
             pid=pid,
             managed_codex_path=bin_path,
-            managed_codex_version=try_codex_version(bin_path, self._version_env()),
+            managed_codex_version=try_codex_version(bin_path, self.version_env()),
             socket_path=self.paths.socket,
             cli_version=__version__,
             app_server_version=None if info is None else info.app_server_version,
         )
 
-    def _version_env(self) -> dict[str, str]:
+    def version_env(self) -> dict[str, str]:
         return child_environment(self.environ, self.paths.codex_home, remote_control=None)
 
-    def _stop_app_server(self, grace_s: float) -> bool:
+    def stop_app_server(self, grace_s: float) -> bool:
         return stop_recorded(self.paths.app_server, grace_s, group=False, what="app server")
 
-    def _spawn_and_wait(self, settings: Settings, bin_path: str) -> tuple[int, AppServerInfo]:
+    def spawn_and_wait(self, settings: Settings, bin_path: str) -> tuple[int, AppServerInfo]:
         """Spawn the app-server from ``bin_path`` and wait until it answers.
 
         A failed start leaves nothing behind: the process is stopped and its record
@@ -179,7 +179,7 @@ class Daemon:
 
     def _clean_up_failed_start(self, spawned: ProcessHandle) -> None:
         try:
-            self._stop_app_server(FAILED_START_GRACE_S)
+            self.stop_app_server(FAILED_START_GRACE_S)
         except OSError as exc:
             self.warn(
                 f"failed to stop app-server process {spawned.pid} after a failed start: {exc}"
@@ -189,14 +189,14 @@ class Daemon:
 
     def start(self) -> LifecycleOutput:
         """SPEC §2.5."""
-        with self._lock(self._effective_grace_s()):
+        with self.lock(self.effective_grace_s()):
             settings = load_settings(self.paths.settings)
-            self._write_intent(DesiredState.RUNNING, "start")
+            self.write_intent(DesiredState.RUNNING, "start")
             info = self._probe_ok()
             if info is not None:
-                managed = self._managed().active
+                managed = self.managed().active
                 return self._output(LifecycleStatus.ALREADY_RUNNING, managed=managed, info=info)
-            if self._managed().active:
+            if self.managed().active:
                 bin_path = managed_bin_path(self.paths)
                 info = wait_until_ready(
                     self.paths.socket,
@@ -206,29 +206,29 @@ class Daemon:
                 )
                 return self._output(LifecycleStatus.ALREADY_RUNNING, managed=True, info=info)
             bin_path = ensure_managed_bin(self.paths)
-            pid, info = self._spawn_and_wait(settings, bin_path)
+            pid, info = self.spawn_and_wait(settings, bin_path)
             # ensure-updater (SPEC §2.4) joins here, in start, restart and bootstrap.
             return self._output(LifecycleStatus.STARTED, managed=True, pid=pid, info=info)
 
     def restart(self) -> LifecycleOutput:
         """SPEC §2.6."""
-        grace_s = self._effective_grace_s()
-        with self._lock(grace_s):
+        grace_s = self.effective_grace_s()
+        with self.lock(grace_s):
             settings = load_settings(self.paths.settings)
-            self._write_intent(DesiredState.RUNNING, "restart")
-            managed = self._check_unmanaged()
+            self.write_intent(DesiredState.RUNNING, "restart")
+            managed = self.check_unmanaged()
             bin_path = ensure_managed_bin(self.paths)
             if managed.active:
-                self._stop_app_server(settings.shutdown_grace_s)
-            pid, info = self._spawn_and_wait(settings, bin_path)
+                self.stop_app_server(settings.shutdown_grace_s)
+            pid, info = self.spawn_and_wait(settings, bin_path)
             return self._output(LifecycleStatus.RESTARTED, managed=True, pid=pid, info=info)
 
     def stop(self) -> LifecycleOutput:
         """SPEC §2.7: lenient settings, so a broken settings file never blocks a stop."""
-        grace_s = self._effective_grace_s()
-        with self._lock(grace_s):
-            self._write_intent(DesiredState.STOPPED, "stop")
-            if self._stop_app_server(grace_s):
+        grace_s = self.effective_grace_s()
+        with self.lock(grace_s):
+            self.write_intent(DesiredState.STOPPED, "stop")
+            if self.stop_app_server(grace_s):
                 return self._output(LifecycleStatus.STOPPED, managed=True)
             if self._probe_ok() is not None:
                 self._warn_dedicated_layout()
@@ -241,4 +241,4 @@ class Daemon:
         """SPEC §2.8: no lock; a probe failure is the command's error."""
         load_settings(self.paths.settings)
         info = probe(self.paths.socket)
-        return self._output(LifecycleStatus.RUNNING, managed=self._managed().active, info=info)
+        return self._output(LifecycleStatus.RUNNING, managed=self.managed().active, info=info)

@@ -74,6 +74,57 @@ class LifecycleOutput:
         return out
 
 
+class RemoteControlStatus(StrEnum):
+    ENABLED = "enabled"
+    DISABLED = "disabled"
+    ALREADY_ENABLED = "alreadyEnabled"
+    ALREADY_DISABLED = "alreadyDisabled"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BootstrapOutput:
+    auto_update_enabled: bool  # an updater is running when bootstrap returns
+    remote_control_enabled: bool
+    managed_codex_path: str
+    managed_codex_version: str | None
+    socket_path: str
+    cli_version: str
+    app_server_version: str
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "status": "bootstrapped",
+            "backend": BACKEND_PID,
+            "autoUpdateEnabled": self.auto_update_enabled,
+            "remoteControlEnabled": self.remote_control_enabled,
+            "managedCodexPath": self.managed_codex_path,
+            "managedCodexVersion": self.managed_codex_version,
+            "socketPath": self.socket_path,
+            "cliVersion": self.cli_version,
+            "appServerVersion": self.app_server_version,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RemoteControlOutput:
+    status: RemoteControlStatus
+    app_server_version: str | None  # present, with backend, iff a managed server runs
+    remote_control_enabled: bool
+    socket_path: str
+    cli_version: str
+
+    def to_json(self) -> dict[str, object]:
+        out: dict[str, object] = {"status": self.status.value}
+        if self.app_server_version is not None:
+            out["backend"] = BACKEND_PID
+        out["remoteControlEnabled"] = self.remote_control_enabled
+        out["socketPath"] = self.socket_path
+        out["cliVersion"] = self.cli_version
+        if self.app_server_version is not None:
+            out["appServerVersion"] = self.app_server_version
+        return out
+
+
 class UpdaterStatus(StrEnum):
     RUNNING = "running"
     NOT_RUNNING = "notRunning"

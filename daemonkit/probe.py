@@ -125,6 +125,10 @@ class WebSocketConnection:
             raise
         return conn
 
+    def set_deadline(self, deadline: float) -> None:
+        """Bound the next reads and writes by ``deadline`` (a monotonic time)."""
+        self._deadline = deadline
+
     def _recv_some(self) -> None:
         remaining = self._deadline - time.monotonic()
         if remaining <= 0:

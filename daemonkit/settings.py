@@ -13,7 +13,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Literal
 
-from daemonkit.errors import SettingsError, UnsafeFileError, describe_exception
+from daemonkit.errors import SettingsError, UnsafeFileError, describe_chain
 from daemonkit.files import read_state_file, write_atomic
 
 __all__ = [
@@ -186,22 +186,13 @@ def load_settings_leniently(path: str) -> tuple[Settings, list[str]]:
             return Settings(), []
         obj = _json_object(raw, path)
     except (SettingsError, UnsafeFileError) as exc:
-        return Settings(), [f"ignoring invalid settings {path}: {_reason(exc)}"]
+        return Settings(), [f"ignoring invalid settings {path}: {describe_chain(exc)}"]
     settings, problems = _parse(obj)
     warnings = [
         f"ignoring invalid settings {path}: {reason}"
         for reason in (*problems.parse, *problems.validate)
     ]
     return settings, warnings
-
-
-def _reason(exc: BaseException) -> str:
-    parts = [describe_exception(exc)]
-    cause = exc.__cause__
-    while cause is not None:
-        parts.append(describe_exception(cause))
-        cause = cause.__cause__
-    return ": ".join(parts)
 
 
 def update_settings(path: str, tmp: str, changes: dict[str, object]) -> None:

@@ -1,0 +1,103 @@
+"""bootstrap, enable-remote-control and disable-remote-control (SPEC §2.9, §2.10)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from daemonkit import __version__
+from daemonkit.errors import DaemonError, ProbeError, RpcError, describe_chain
+from daemonkit.intent import DesiredState
+from daemonkit.managed import ensure_managed_bin, try_codex_version
+from daemonkit.output import BootstrapOutput, RemoteControlOutput, RemoteControlStatus
+from daemonkit.readiness import wait_until_ready
+from daemonkit.rpc import set_remote_control
+from daemonkit.settings import load_settings, update_settings
+from daemonkit.updater_control import is_updater_active, spawn_updater, stop_updater
+
+if TYPE_CHECKING:
+    from daemonkit.lifecycle import Daemon
+
+__all__ = ["bootstrap", "set_remote_control_mode"]
+
+
+def bootstrap(daemon: Daemon, *, remote_control: bool) -> BootstrapOutput:
+    """SPEC §2.9, in 0.169.0's order: the updater stops first, so no install can flip
+    `current` while the server is being replaced."""
+    paths = daemon.paths
+    with daemon.lock(daemon.effective_grace_s()):
+        bin_path = ensure_managed_bin(paths)
+        settings = replace(load_settings(paths.settings), remote_control_enabled=remote_control)
+        managed = daemon.check_unmanaged()
+        update_settings(
+            paths.settings, paths.settings_tmp, {"remoteControlEnabled": remote_control}
+        )
+        daemon.write_intent(DesiredState.RUNNING, "bootstrap")
+        if is_updater_active(paths):
+            stop_updater(paths, settings.shutdown_grace_s)
+        if managed.active:
+            daemon.stop_app_server(settings.shutdown_grace_s)
+        _, info = daemon.spawn_and_wait(settings, bin_path)
+        if settings.auto_update_enabled:
+            try:
+                spawn_updater(paths, daemon.environ, once=False)
+            except DaemonError as exc:
+                daemon.warn(
+                    "failed to ensure managed updater after app-server start: "
+                    + describe_chain(exc)
+                )
+        return BootstrapOutput(
+            auto_update_enabled=is_updater_active(paths),
+            remote_control_enabled=remote_control,
+            managed_codex_path=bin_path,
+            managed_codex_version=try_codex_version(bin_path, daemon.version_env()),
+            socket_path=paths.socket,
+            cli_version=__version__,
+            app_server_version=info.app_server_version,
+        )
+
+
+def set_remote_control_mode(daemon: Daemon, *, enable: bool) -> RemoteControlOutput:
+    """SPEC §2.10: persist the mode; restart a managed server onto it, or re-assert it."""
+    paths = daemon.paths
+    with daemon.lock(daemon.effective_grace_s()):
+        settings = load_settings(paths.settings)
+        managed = daemon.check_unmanaged()
+        version: str | None = None
+        if settings.remote_control_enabled == enable:
+            if managed.active:
+                info = wait_until_ready(
+                    paths.socket,
+                    process=None,
+                    bin_used=ensure_managed_bin(paths),
+                    log_path=paths.app_server.log,
+                )
+                version = info.app_server_version
+                try:
+                    set_remote_control(paths.socket, enable=enable)
+                except (RpcError, ProbeError) as exc:
+                    # The setting is already what the user asked for; a live server
+                    # that will not confirm it is worth a warning, not a failure.
+                    daemon.warn(describe_chain(exc))
+            status = (
+                RemoteControlStatus.ALREADY_ENABLED
+                if enable
+                else RemoteControlStatus.ALREADY_DISABLED
+            )
+        else:
+            update_settings(paths.settings, paths.settings_tmp, {"remoteControlEnabled": enable})
+            if managed.active:
+                bin_path = ensure_managed_bin(paths)
+                daemon.stop_app_server(settings.shutdown_grace_s)
+                _, info = daemon.spawn_and_wait(
+                    replace(settings, remote_control_enabled=enable), bin_path
+                )
+                version = info.app_server_version
+            status = RemoteControlStatus.ENABLED if enable else RemoteControlStatus.DISABLED
+        return RemoteControlOutput(
+            status=status,
+            app_server_version=version,
+            remote_control_enabled=enable,
+            socket_path=paths.socket,
+            cli_version=__version__,
+        )

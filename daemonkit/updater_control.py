@@ -1,0 +1,66 @@
+"""Spawning, finding and stopping the updater process from the CLI (SPEC §2.4, §8.1)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING
+
+from daemonkit.backend import SpawnRequest, spawn_recorded, stop_recorded
+from daemonkit.environment import child_environment
+from daemonkit.launcher import working_directory
+from daemonkit.pidfile import Absent, Running, active_state
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from daemonkit.paths import DaemonPaths
+
+__all__ = ["is_updater_active", "spawn_updater", "stop_updater"]
+
+# Test hooks reach the updater, which runs the schedule they scale (SPEC §13).
+_PASSED_HOOKS = ("CODEX_DAEMONKIT_TEST_HOOKS", "CODEX_DAEMONKIT_TIME_SCALE")
+KIT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def is_updater_active(paths: DaemonPaths) -> bool:
+    state = active_state(paths.updater)
+    return state is Absent.STARTING or isinstance(state, Running)
+
+
+def updater_environment(environ: Mapping[str, str], codex_home: str) -> dict[str, str]:
+    env = child_environment(environ, codex_home, remote_control=None)
+    for key in _PASSED_HOOKS:
+        if key in environ:
+            env[key] = environ[key]
+    # The updater runs `python -m updater` with the interpreter of this CLI; make the
+    # kit importable from a checkout too (an installed kit is importable anyway).
+    existing = env.get("PYTHONPATH")
+    env["PYTHONPATH"] = KIT_ROOT if not existing else f"{KIT_ROOT}{os.pathsep}{existing}"
+    return env
+
+
+def spawn_updater(paths: DaemonPaths, environ: Mapping[str, str], *, once: bool) -> int:
+    """Start a detached updater with its own record; return its pid."""
+    argv = [sys.executable, "-m", "updater", "run"]
+    if once:
+        argv.append("--once")
+    spawned = spawn_recorded(
+        SpawnRequest(
+            paths=paths.updater,
+            state_dir=paths.state_dir,
+            argv=argv,
+            env=updater_environment(environ, paths.codex_home),
+            cwd=working_directory(environ),
+            what="updater",
+        )
+    )
+    if isinstance(spawned, Running):
+        return spawned.record.pid
+    spawned.close()
+    return spawned.pid
+
+
+def stop_updater(paths: DaemonPaths, grace_s: float) -> bool:
+    """Stop the updater's whole process group (its installer child included)."""
+    return stop_recorded(paths.updater, grace_s, group=True, what="updater")
