@@ -75,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
         "disable-remote-control",
         help="disable remote control for future starts and a running managed server",
     )
+    update = commands.add_parser(
+        "update", help="ask the updater to install the newest Codex and restart onto it now"
+    )
+    update.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     commands.add_parser("status", help="report the app-server and updater; never fails if stopped")
     install = commands.add_parser(
         "install", help="install a managed Codex release without touching the running server"
@@ -126,6 +130,10 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> JsonOutpu
             if args.version is not None and not _VERSION_PATTERN.match(args.version):
                 parser.error(f"invalid version {args.version}")
             return run_install(paths, os.environ, args.channel, args.version, _warn, parser.error)
+        case "update":
+            from daemonkit.update_client import request_update  # noqa: PLC0415
+
+            return request_update(paths, os.environ, assume_yes=args.yes)
         case "bootstrap" | "enable-remote-control" | "disable-remote-control":
             from daemonkit.lifecycle import Daemon  # noqa: PLC0415
             from daemonkit.remote import bootstrap, set_remote_control_mode  # noqa: PLC0415

@@ -14,15 +14,17 @@ from typing import TYPE_CHECKING
 from daemonkit import __version__
 from daemonkit.backend import ProcessHandle, SpawnRequest, spawn_recorded, stop_recorded
 from daemonkit.environment import child_environment
-from daemonkit.errors import NotReadyError, ProbeError, UnmanagedServerError
+from daemonkit.errors import NotReadyError, PidRecordError, ProbeError, UnmanagedServerError
+from daemonkit.files import read_state_file
 from daemonkit.intent import DesiredState, write_desired_state
 from daemonkit.launcher import working_directory
 from daemonkit.locks import operation_lock
 from daemonkit.managed import canonical_bin, ensure_managed_bin, managed_bin_path, try_codex_version
 from daemonkit.output import LifecycleOutput, LifecycleStatus
 from daemonkit.pidfile import Absent, Running, active_state
+from daemonkit.pidrecord import parse_pid_record
 from daemonkit.probe import AppServerInfo, probe
-from daemonkit.procinfo import inspect_process
+from daemonkit.procinfo import inspect_process, record_matches
 from daemonkit.readiness import wait_until_ready
 from daemonkit.settings import Settings, load_settings, load_settings_leniently
 
@@ -96,13 +98,13 @@ class Daemon:
         return managed
 
     def _warn_dedicated_layout(self) -> None:
+        """Point at the Rust daemon when its dedicated layout owns the server (SPEC §2.4)."""
         try:
-            with open(self.paths.rust_dedicated_pid, "rb") as f:
-                pid_text = f.read(64)
-        except OSError:
+            raw = read_state_file(self.paths.rust_dedicated_pid, 64 * 1024)
+            record = None if raw is None else parse_pid_record(raw)
+        except (OSError, PidRecordError):
             return
-        digits = "".join(ch for ch in pid_text.decode("ascii", "replace") if ch.isdigit())
-        if digits and inspect_process(int(digits[:10])) is not None:
+        if record is not None and record_matches(record, inspect_process(record.pid)):
             self.warn(
                 "a Codex daemon using the dedicated package layout manages this CODEX_HOME; "
                 "use codex app-server daemon"

@@ -76,7 +76,7 @@ def accept_key(key: str) -> str:
     return base64.b64encode(digest).decode("ascii")
 
 
-def _connect_unix(path: str, timeout_s: float) -> socket.socket:
+def connect_unix(path: str, timeout_s: float) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     sock.settimeout(timeout_s)
     try:
@@ -110,7 +110,7 @@ class WebSocketConnection:
         """Connect and upgrade; raise ``ProbeError`` naming the socket on failure."""
         remaining = deadline - time.monotonic()
         try:
-            sock = _connect_unix(socket_path, max(remaining, 0.001))
+            sock = connect_unix(socket_path, max(remaining, 0.001))
         except TimeoutError as exc:
             raise ProbeTimeoutError(
                 f"timed out probing app-server control socket {socket_path}"

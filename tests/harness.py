@@ -51,9 +51,15 @@ def wait_for(predicate: Callable[[], T], *, what: str, timeout: float = WAIT_S) 
     return value
 
 
+# Marks are "<session>-<test>": the end-of-session sweep looks only at this pytest
+# session's processes, never at another run's that happens to share the machine.
+SESSION = uuid.uuid4().hex[:12]
+
+
 def marked_pids(mark: str | None = None) -> list[int]:
-    """Pids of live processes whose environment carries the test mark (any mark if None)."""
-    needle = f"{MARK_VAR}={mark}".encode() if mark else f"{MARK_VAR}=".encode()
+    """Pids of live processes carrying ``mark``, or any mark of this session if None."""
+    exact = f"{MARK_VAR}={mark}".encode() if mark else None
+    prefix = f"{MARK_VAR}={SESSION}-".encode()
     found = []
     for name in os.listdir("/proc"):
         if not name.isdigit() or int(name) == os.getpid():
@@ -68,7 +74,8 @@ def marked_pids(mark: str | None = None) -> list[int]:
         state = stat[stat.rfind(b")") + 2 :].split()[0]
         if state in (b"Z", b"X"):
             continue
-        if any(entry.startswith(needle) for entry in environ.split(b"\0")):
+        entries = environ.split(b"\0")
+        if (exact in entries) if exact else any(e.startswith(prefix) for e in entries):
             found.append(int(name))
     return found
 
@@ -129,7 +136,7 @@ class Home:
         self.path.mkdir(mode=0o700)
         self.user_home = self.root / "u"
         self.user_home.mkdir()
-        self.mark = uuid.uuid4().hex
+        self.mark = f"{SESSION}-{uuid.uuid4().hex}"
         self.paths = DaemonPaths.from_home(str(self.path))
         self.extra_env: dict[str, str] = {}
         self.started: list[subprocess.Popen[bytes]] = []

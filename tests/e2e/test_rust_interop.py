@@ -1,0 +1,142 @@
+"""Side by side with the Rust daemon: each recognises and stops the other's server (SPEC §9).
+
+Both manage the same CODEX_HOME in the legacy standalone layout: same record names,
+same schema, same locks. The Rust daemon is the pinned real Codex CLI's
+``codex app-server daemon``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.harness import is_alive, real_codex_binary, wait_for
+
+if TYPE_CHECKING:
+    from tests.harness import Home
+
+pytestmark = [pytest.mark.real_codex, pytest.mark.timeout(120)]
+
+
+def rust(home: Home, command: str) -> dict[str, object]:
+    binary = real_codex_binary()
+    assert binary is not None
+    done = subprocess.run(
+        [str(binary), "app-server", "daemon", command],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        env=home.env(),
+        timeout=90,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode("utf-8", "replace")
+    lines = done.stdout.decode().splitlines()
+    assert len(lines) == 1, lines
+    value = json.loads(lines[0])
+    assert isinstance(value, dict)
+    return value
+
+
+@pytest.fixture
+def real_home(home: Home) -> Home:
+    if real_codex_binary() is None and os.environ.get("DK_REAL_CODEX_REQUIRED") != "1":
+        pytest.skip("the real Codex CLI is not installed (bash .ci/run installs it)")
+    home.install_real()
+    return home
+
+
+@pytest.fixture
+def legacy_home(real_home: Home) -> Home:
+    """A home where the kit has run: Rust 0.169.0 then picks the legacy standalone
+    layout, because <S> holds launch artifacts (app-server.stderr.log), SPEC §9."""
+    assert real_home.run("start").json["status"] == "started"
+    assert real_home.run("stop").json["status"] == "stopped"
+    return real_home
+
+
+def test_rust_recognises_and_stops_a_kit_started_server(real_home: Home) -> None:
+    started = real_home.run("start").json
+    pid = started["pid"]
+    assert isinstance(pid, int)
+    reported = rust(real_home, "version")
+    assert reported["status"] == "running"
+    assert reported["backend"] == "pid"
+    assert reported["appServerVersion"] == started["appServerVersion"]
+    stopped = rust(real_home, "stop")
+    assert stopped["status"] == "stopped"
+    assert stopped["backend"] == "pid"
+    assert not is_alive(pid)
+    assert real_home.record() is None
+    assert real_home.run("status").json["status"] == "notRunning"
+
+
+def test_kit_recognises_restarts_and_stops_a_rust_started_server(legacy_home: Home) -> None:
+    real_home = legacy_home
+    started = rust(real_home, "start")
+    assert started["status"] == "started"
+    rust_pid = started["pid"]
+    assert isinstance(rust_pid, int)
+    record = real_home.record()
+    assert record is not None
+    assert record["pid"] == rust_pid
+    assert "processIdentity" in record
+    version = real_home.run("version").json
+    assert version["status"] == "running"
+    assert version["backend"] == "pid"
+    assert real_home.run("status").json["pid"] == rust_pid
+    restarted = real_home.run("restart").json
+    assert restarted["status"] == "restarted"
+    assert restarted["pid"] != rust_pid
+    assert not is_alive(rust_pid)
+    stopped = real_home.run("stop").json
+    assert stopped["status"] == "stopped"
+    assert real_home.record() is None
+
+
+def test_kit_stops_a_rust_started_server_directly(legacy_home: Home) -> None:
+    real_home = legacy_home
+    started = rust(real_home, "start")
+    pid = started["pid"]
+    assert isinstance(pid, int)
+    stopped = real_home.run("stop").json
+    assert stopped["status"] == "stopped"
+    assert stopped["backend"] == "pid"
+    assert not is_alive(pid)
+    assert rust(real_home, "stop")["status"] == "notRunning"
+
+
+def test_rust_dedicated_layout_is_unmanaged_with_a_pointer(real_home: Home) -> None:
+    """In a fresh home Rust 0.169.0 uses its dedicated layout (daemon.pid): the kit sees
+    the server as unmanaged and says who manages it."""
+    started = rust(real_home, "start")
+    assert started["status"] == "started"
+    stopped = real_home.run("stop")
+    assert stopped.returncode == 1
+    assert stopped.stdout == ""
+    assert (
+        "warning: a Codex daemon using the dedicated package layout manages this CODEX_HOME; "
+        "use codex app-server daemon\n"
+    ) in stopped.stderr
+    assert stopped.stderr.endswith(
+        "Error: app server is running but is not managed by codex app-server daemon\n"
+    )
+    assert rust(real_home, "stop")["status"] == "stopped"
+    _stop_rust_updater(real_home)
+
+
+def _stop_rust_updater(home: Home) -> None:
+    """Rust's start also spawned its updater (daemon-updater.pid); stop it by its pid."""
+    path = os.path.join(home.paths.state_dir, "daemon-updater.pid")
+    try:
+        with open(path, "rb") as f:
+            pid = json.loads(f.read())["pid"]
+    except FileNotFoundError:
+        return
+    if isinstance(pid, int) and home.carries_mark(pid):
+        os.killpg(pid, signal.SIGTERM)
+        wait_for(lambda: not is_alive(pid), what=f"rust updater {pid} to exit")
