@@ -12,7 +12,6 @@ import os
 import re
 import signal
 import sys
-import traceback
 from typing import TYPE_CHECKING
 
 from daemonkit import __version__
@@ -155,6 +154,12 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> JsonOutpu
             return command()
 
 
+def _print_traceback() -> None:
+    import traceback  # noqa: PLC0415 - debug only; costs start-up time otherwise
+
+    traceback.print_exc()
+
+
 def _ensure_supported_platform() -> None:
     if os.name != "posix":
         raise PlatformError("codex app-server daemon lifecycle is only supported on Unix platforms")
@@ -181,12 +186,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except DaemonError as exc:
         if debug:
-            traceback.print_exc()
+            _print_traceback()
         sys.stderr.write(render_error(exc) + "\n")
         return 1
     except Exception as exc:  # the outermost edge: never a traceback (SPEC §2.2)
         if debug:
-            traceback.print_exc()
+            _print_traceback()
         sys.stderr.write(render_error(exc) + "\n")
         return 1
     emit(output)

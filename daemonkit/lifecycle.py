@@ -19,7 +19,7 @@ from daemonkit.files import read_state_file
 from daemonkit.intent import DesiredState, write_desired_state
 from daemonkit.launcher import working_directory
 from daemonkit.locks import operation_lock
-from daemonkit.managed import canonical_bin, ensure_managed_bin, managed_bin_path, try_codex_version
+from daemonkit.managed import canonical_bin, ensure_managed_bin, managed_bin_path
 from daemonkit.output import LifecycleOutput, LifecycleStatus
 from daemonkit.pidfile import Absent, Running, active_state
 from daemonkit.pidrecord import parse_pid_record
@@ -27,6 +27,7 @@ from daemonkit.probe import AppServerInfo, probe
 from daemonkit.procinfo import inspect_process, record_matches
 from daemonkit.readiness import wait_until_ready
 from daemonkit.settings import Settings, load_settings, load_settings_leniently
+from daemonkit.versioncache import cached_codex_version
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
@@ -127,10 +128,15 @@ class Daemon:
             managed=managed,
             pid=pid,
             managed_codex_path=bin_path,
-            managed_codex_version=try_codex_version(bin_path, self.version_env()),
+            managed_codex_version=self.managed_version(bin_path),
             socket_path=self.paths.socket,
             cli_version=__version__,
             app_server_version=None if info is None else info.app_server_version,
+        )
+
+    def managed_version(self, bin_path: str) -> str | None:
+        return cached_codex_version(
+            bin_path, self.version_env(), self.paths.version_cache, may_write=True
         )
 
     def version_env(self) -> dict[str, str]:

@@ -79,6 +79,7 @@ class DaemonPaths:
     desired_state: str
     updater_state: str
     updater_socket: str
+    version_cache: str
     app_server: PidPaths
     updater: PidPaths
     package_root: str
@@ -102,6 +103,7 @@ class DaemonPaths:
             desired_state=os.path.join(state_dir, "desired-state.json"),
             updater_state=os.path.join(state_dir, "app-server-updater.state.json"),
             updater_socket=os.path.join(state_dir, "app-server-updater.sock"),
+            version_cache=os.path.join(state_dir, "managed-codex-version.json"),
             app_server=PidPaths.for_stem(state_dir, "app-server"),
             updater=PidPaths.for_stem(state_dir, "app-server-updater"),
             package_root=package_root,

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from daemonkit import __version__
 from daemonkit.errors import DaemonError, ProbeError, RpcError, describe_chain
 from daemonkit.intent import DesiredState
-from daemonkit.managed import ensure_managed_bin, try_codex_version
+from daemonkit.managed import ensure_managed_bin
 from daemonkit.output import BootstrapOutput, RemoteControlOutput, RemoteControlStatus
 from daemonkit.readiness import wait_until_ready
 from daemonkit.rpc import set_remote_control
@@ -50,7 +50,7 @@ def bootstrap(daemon: Daemon, *, remote_control: bool) -> BootstrapOutput:
             auto_update_enabled=is_updater_active(paths),
             remote_control_enabled=remote_control,
             managed_codex_path=bin_path,
-            managed_codex_version=try_codex_version(bin_path, daemon.version_env()),
+            managed_codex_version=daemon.managed_version(bin_path),
             socket_path=paths.socket,
             cli_version=__version__,
             app_server_version=info.app_server_version,

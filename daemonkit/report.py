@@ -14,7 +14,7 @@ from daemonkit.errors import DaemonError, ProbeError, describe_exception
 from daemonkit.files import read_state_file
 from daemonkit.intent import read_desired_state
 from daemonkit.logtail import read_tail
-from daemonkit.managed import managed_bin_path, try_codex_version
+from daemonkit.managed import managed_bin_path
 from daemonkit.output import (
     LogFile,
     LogsOutput,
@@ -27,6 +27,7 @@ from daemonkit.pidfile import Absent, Running, read_pid_state
 from daemonkit.probe import probe
 from daemonkit.procinfo import inspect_process, record_matches
 from daemonkit.settings import load_settings_leniently
+from daemonkit.versioncache import cached_codex_version
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -92,8 +93,11 @@ def collect_status(paths: DaemonPaths, environ: Mapping[str, str]) -> StatusOutp
         managed=app_active,
         pid=app_state.record.pid if isinstance(app_state, Running) and app_active else None,
         managed_codex_path=bin_path,
-        managed_codex_version=try_codex_version(
-            bin_path, child_environment(environ, paths.codex_home, remote_control=None)
+        managed_codex_version=cached_codex_version(
+            bin_path,
+            child_environment(environ, paths.codex_home, remote_control=None),
+            paths.version_cache,
+            may_write=False,
         ),
         socket_path=paths.socket,
         cli_version=__version__,

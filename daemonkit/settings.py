@@ -7,7 +7,6 @@ default of each key that fails and reports the problem as a warning (SPEC §3.6)
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import urllib.parse
 from dataclasses import dataclass, field
@@ -95,6 +94,8 @@ def _is_allowed_url(url: str) -> bool:
     if parsed.scheme == "http" and parsed.hostname:
         if parsed.hostname == "localhost":
             return True
+        import ipaddress  # noqa: PLC0415 - only http:// URLs need it; keeps start-up fast
+
         try:
             return ipaddress.ip_address(parsed.hostname).is_loopback
         except ValueError:

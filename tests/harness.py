@@ -162,6 +162,9 @@ class Home:
         data = json.loads((release / "fake-codex.json").read_text())
         data.update(config)
         (release / "fake-codex.json").write_text(json.dumps(data))
+        # The kit caches `--version` against the binary's identity; a reconfigured
+        # fake is a different binary as far as the cache should know.
+        os.utime(release / "codex")
 
     def install_real(self) -> Path:
         """Make the pinned real Codex the managed binary (tarball layout, via symlink)."""
