@@ -1,0 +1,173 @@
+"""Kit versus the Rust `codex app-server daemon`, side by side on one real Codex binary.
+
+Both manage the same pinned real Codex (npm `@openai/codex`), each in its own fresh
+CODEX_HOME in the legacy standalone layout, with auto-update off so neither spawns an
+updater. Runs alternate kit and Rust; each run is start (cold to ready), version
+(running), restart, stop. Prints medians, p90 and the kit/Rust ratio per operation
+(SPEC §11), the interpreter's own start-up time, and writes JSON with --json PATH.
+
+    python benchmarks/side_by_side.py [--runs 11] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.harness import REAL_CODEX_VERSION, TARGET, real_codex_binary  # noqa: E402
+
+OPERATIONS = ("start", "version", "restart", "stop")
+
+
+def ensure_real_codex() -> Path:
+    """The pinned real Codex, installed from the npm registry into .ci-cache if missing."""
+    binary = real_codex_binary()
+    if binary is not None:
+        return binary
+    prefix = REPO / ".ci-cache" / f"codex-{REAL_CODEX_VERSION}" / "npm"
+    print(f"installing @openai/codex@{REAL_CODEX_VERSION} into {prefix} ...", file=sys.stderr)
+    subprocess.run(
+        ["npm", "install", "--prefix", str(prefix), "--no-save", "--no-package-lock",
+         "--no-audit", "--no-fund", "--ignore-scripts", f"@openai/codex@{REAL_CODEX_VERSION}"],
+        check=True, stdout=sys.stderr,
+    )  # fmt: skip
+    binary = real_codex_binary()
+    if binary is None:
+        sys.exit("the npm install did not produce the Codex binary")
+    return binary
+
+
+def make_home(binary: Path) -> Path:
+    home = Path(tempfile.mkdtemp(prefix="dk-bench-", dir="/tmp"))
+    release = home / "packages" / "standalone" / "releases" / f"{REAL_CODEX_VERSION}-{TARGET}"
+    (release / "bin").mkdir(parents=True)
+    (release / "bin" / "codex").symlink_to(binary)
+    (release / "codex").symlink_to("bin/codex")
+    (home / "packages" / "standalone" / "current").symlink_to(release)
+    state = home / "app-server-daemon"
+    state.mkdir(mode=0o700)
+    (state / "settings.json").write_text('{"updater": {"autoUpdateEnabled": false}}')
+    # A launch artifact in <S> makes Rust 0.169.0 pick the legacy standalone layout
+    # (SPEC §9), the one both daemons share.
+    (state / "app-server.stderr.log").touch(mode=0o600)
+    return home
+
+
+class Runner:
+    def __init__(self, name: str, argv_prefix: list[str], home: Path) -> None:
+        self.name = name
+        self.argv_prefix = argv_prefix
+        self.home = home
+        self.env = {**os.environ, "CODEX_HOME": str(home)}
+        self.env.pop("PYTHONDONTWRITEBYTECODE", None)
+
+    def timed(self, operation: str) -> float:
+        started = time.perf_counter()
+        done = subprocess.run(
+            [*self.argv_prefix, operation],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            env=self.env,
+            check=False,
+        )
+        elapsed = time.perf_counter() - started
+        if done.returncode != 0:
+            message = done.stderr.decode("utf-8", "replace").strip()
+            raise SystemExit(f"{self.name} {operation} failed: {message}")
+        return elapsed
+
+    def recorded_pid(self) -> int | None:
+        try:
+            return int(
+                json.loads((self.home / "app-server-daemon" / "app-server.pid").read_bytes())["pid"]
+            )
+        except (OSError, ValueError, KeyError):
+            return None
+
+
+def median_p90(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    p90 = ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
+    return statistics.median(ordered), p90
+
+
+def interpreter_startup_ms(runs: int) -> float:
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples) * 1000
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=11)
+    parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    args = parser.parse_args()
+    binary = ensure_real_codex()
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "daemonkit")], check=True)
+    kit = Runner("kit", [sys.executable, "-m", "daemonkit"], make_home(binary))
+    rust = Runner("rust", [str(binary), "app-server", "daemon"], make_home(binary))
+    samples: dict[str, dict[str, list[float]]] = {
+        r.name: {op: [] for op in OPERATIONS} for r in (kit, rust)
+    }
+    try:
+        for warmup in (kit, rust):  # first starts initialise each home's Codex state
+            warmup.timed("start")
+            warmup.timed("stop")
+        for run in range(args.runs):
+            order = (kit, rust) if run % 2 == 0 else (rust, kit)
+            for runner in order:
+                for operation in OPERATIONS:
+                    samples[runner.name][operation].append(runner.timed(operation))
+            print(f"run {run + 1}/{args.runs} done", file=sys.stderr)
+    finally:
+        for runner in (kit, rust):
+            pid = runner.recorded_pid()
+            if pid is not None:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            shutil.rmtree(runner.home, ignore_errors=True)
+    figures: dict[str, object] = {"runs": args.runs, "codexVersion": REAL_CODEX_VERSION}
+    header = ("operation", "kit ms", "rust ms", "kit p90", "rust p90", "ratio")
+    print(f"{header[0]:<10} " + " ".join(f"{h:>9}" for h in header[1:]))
+    for operation in OPERATIONS:
+        kit_median, kit_p90 = median_p90(samples["kit"][operation])
+        rust_median, rust_p90 = median_p90(samples["rust"][operation])
+        ratio = kit_median / rust_median
+        figures[operation] = {
+            "kitMedianMs": round(kit_median * 1000, 1),
+            "rustMedianMs": round(rust_median * 1000, 1),
+            "kitP90Ms": round(kit_p90 * 1000, 1),
+            "rustP90Ms": round(rust_p90 * 1000, 1),
+            "ratio": round(ratio, 3),
+        }
+        print(
+            f"{operation:<10} {kit_median * 1000:9.1f} {rust_median * 1000:9.1f} "
+            f"{kit_p90 * 1000:9.1f} {rust_p90 * 1000:9.1f} {ratio:7.2f}"
+        )
+    startup = interpreter_startup_ms(args.runs)
+    figures["interpreterStartupMs"] = round(startup, 1)
+    print(f"python -c pass: {startup:.1f} ms")
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
