@@ -29,8 +29,19 @@ DIR_MODE = 0o700
 
 def ensure_state_dir(path: str) -> None:
     """Create ``path`` (and missing parents) 0700, or tighten and vet an existing one."""
+    created = False
     try:
-        os.makedirs(path, mode=DIR_MODE, exist_ok=True)
+        parent = os.path.dirname(path)
+        if not os.path.isdir(parent):
+            try:
+                os.makedirs(parent, mode=DIR_MODE, exist_ok=True)
+            except FileExistsError:
+                pass  # a file in the way: the mkdir below reports ENOTDIR for it
+        try:
+            os.mkdir(path, DIR_MODE)
+            created = True
+        except FileExistsError:
+            pass
         info = os.stat(path)
     except OSError as exc:
         raise StateDirError(f"failed to create daemon state directory {path}") from exc
@@ -44,7 +55,10 @@ def ensure_state_dir(path: str) -> None:
             f"refusing to use daemon state directory {path}: owned by uid {info.st_uid}, "
             f"expected {euid}"
         )
-    if stat.S_IMODE(info.st_mode) & 0o077:
+    mode = stat.S_IMODE(info.st_mode)
+    # A directory we created is exactly 0700 whatever the umask; an existing one is
+    # only tightened, never loosened.
+    if (created and mode != DIR_MODE) or mode & 0o077:
         try:
             os.chmod(path, DIR_MODE)
         except OSError as exc:
@@ -59,14 +73,23 @@ def open_state_file(path: str, flags: int, mode: int = FILE_MODE) -> int:
     file or another user's file, and lets other ``OSError`` (ENOENT, EEXIST, ...)
     through for the caller to interpret.
     """
+    # O_TRUNC would empty a foreign file before fstat could refuse it: truncate only
+    # after the checks.
+    truncate = bool(flags & os.O_TRUNC)
+    open_flags = (flags & ~os.O_TRUNC) | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
     try:
-        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, mode)
+        fd = os.open(path, open_flags, mode)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise UnsafeFileError(f"refusing to use {path}: it is a symbolic link", path) from None
+        if exc.errno in (errno.ENXIO, errno.EISDIR):
+            # A FIFO without a reader (opened for writing), or a directory.
+            raise UnsafeFileError(f"refusing to use {path}: not a regular file", path) from None
         raise
     try:
         check_opened(fd, path)
+        if truncate:
+            os.ftruncate(fd, 0)
         if flags & os.O_CREAT:
             # The mode argument is filtered by the umask; state files are 0600 whatever
             # the caller's umask is (SPEC §3.2).

@@ -47,5 +47,5 @@ def read_desired_state(path: str) -> DesiredState | None:
     try:
         value = json.loads(raw.decode("utf-8")).get("desiredState")
         return DesiredState(value)
-    except (UnicodeDecodeError, ValueError, AttributeError):
+    except (UnicodeDecodeError, ValueError, RecursionError, AttributeError):
         return None

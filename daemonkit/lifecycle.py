@@ -168,7 +168,11 @@ class Daemon:
         if isinstance(spawned, Running):
             # Another command won the reservation race; wait for its server instead.
             info = wait_until_ready(
-                self.paths.socket, process=None, bin_used=canonical, log_path=request.paths.log
+                self.paths.socket,
+                process=None,
+                bin_used=canonical,
+                log_path=request.paths.log,
+                env=self.version_env(),
             )
             return spawned.record.pid, info
         try:
@@ -177,6 +181,7 @@ class Daemon:
                 process=spawned,
                 bin_used=canonical,
                 log_path=request.paths.log,
+                env=self.version_env(),
             )
         except NotReadyError:
             self._clean_up_failed_start(spawned)
@@ -211,6 +216,7 @@ class Daemon:
                     process=None,
                     bin_used=bin_path,
                     log_path=self.paths.app_server.log,
+                    env=self.version_env(),
                 )
                 return self._output(LifecycleStatus.ALREADY_RUNNING, managed=True, info=info)
             bin_path = ensure_managed_bin(self.paths)

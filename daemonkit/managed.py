@@ -151,5 +151,5 @@ def versions_equal(left: str, right: str) -> bool:
 
     try:
         return Version(a) == Version(b)
-    except InvalidVersion:
+    except (InvalidVersion, ValueError):  # ValueError: a component past int's digit limit
         return False

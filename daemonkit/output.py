@@ -7,6 +7,7 @@ are different contracts, and key order is part of the contract.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -25,6 +26,7 @@ __all__ = [
 ]
 
 BACKEND_PID = "pid"
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class LifecycleStatus(StrEnum):
@@ -252,7 +254,9 @@ def render(output: JsonOutput) -> str:
     surrogates; they are printed as U+FFFD (SPEC §2.2).
     """
     text = json.dumps(output.to_json(), separators=(",", ":"), ensure_ascii=False)
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace") + "\n"
+    # Any lone surrogate (surrogateescape'd path bytes, or a \ud800 a server sent in
+    # JSON) cannot be encoded as UTF-8; print U+FFFD in its place.
+    return _SURROGATE.sub("\ufffd", text) + "\n"
 
 
 def emit(output: JsonOutput) -> None:

@@ -30,8 +30,12 @@ def resolve_codex_home(flag: str | None, environ: Mapping[str, str]) -> str:
         if not user_home:
             raise HomeError("failed to resolve CODEX_HOME")
         home = os.path.join(user_home, ".codex")
+    if os.path.isabs(home):
+        return home
+    # Joined, not normalised: collapsing "link/.." textually would name a different
+    # directory than the kernel does.
     try:
-        return os.path.abspath(home)
+        return os.path.join(os.getcwd(), home)
     except OSError as exc:  # the current directory was removed under us
         raise HomeError("failed to resolve CODEX_HOME") from exc
 

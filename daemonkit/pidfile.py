@@ -22,7 +22,7 @@ from daemonkit.errors import LockTimeoutError, PidFileError, PidRecordError, Uns
 from daemonkit.files import read_state_file, write_atomic
 from daemonkit.locks import acquire_lock, is_locked_elsewhere, open_lock_file, try_lock
 from daemonkit.pidrecord import PidRecord, parse_pid_record
-from daemonkit.procinfo import inspect_process, record_matches
+from daemonkit.procinfo import ProcessSnapshot, inspect_process, record_matches
 
 if TYPE_CHECKING:
     from daemonkit.paths import PidPaths
@@ -154,6 +154,41 @@ def remove_record_if_unchanged(paths: PidPaths, raw: bytes) -> PidState:
         os.close(fd)
 
 
+def _promote_legacy(paths: PidPaths, state: Running, snapshot: ProcessSnapshot) -> Running:
+    """Rewrite a matching seed-era record with ``processIdentity`` (SPEC §4.3).
+
+    Only under the reservation lock, only if the file is byte-identical to what was
+    matched, and only if the process's identity is the same before and after.
+    """
+    fd = _take_pid_lock(paths)
+    try:
+        if _read_raw(paths) != state.raw:
+            return state
+        now = inspect_process(state.record.pid)
+        if now is None or now.identity != snapshot.identity:
+            return state
+        promoted = state.record.with_identity(snapshot.identity)
+        raw = promoted.to_bytes()
+        try:
+            write_atomic(paths.record, paths.tmp, raw, durable=False)
+        except OSError:
+            return state  # promotion is an improvement, never a reason to fail
+        return Running(promoted, raw)
+    finally:
+        os.close(fd)
+
+
+def _check_running(paths: PidPaths, state: Running) -> Running | None:
+    """The state if its record names a live matching process (promoted if legacy)."""
+    snapshot = inspect_process(state.record.pid)
+    if not record_matches(state.record, snapshot):
+        return None
+    assert snapshot is not None
+    if state.record.identity is None:
+        return _promote_legacy(paths, state, snapshot)
+    return state
+
+
 def active_state(paths: PidPaths) -> PidState:
     """Return Starting, an active Running, or Missing after removing a stale record.
 
@@ -164,9 +199,10 @@ def active_state(paths: PidPaths) -> PidState:
         match state:
             case Absent.MISSING | Absent.STARTING:
                 return state
-            case Running(record=record, raw=raw):
-                if record_matches(record, inspect_process(record.pid)):
-                    return state
+            case Running(raw=raw):
+                active = _check_running(paths, state)
+                if active is not None:
+                    return active
                 state = remove_record_if_unchanged(paths, raw)
 
 

@@ -137,7 +137,7 @@ def parse_pid_record(raw: bytes) -> PidRecord:
     """
     try:
         value = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise PidRecordError(str(exc)) from None
     if not isinstance(value, dict):
         raise PidRecordError("expected a JSON object")

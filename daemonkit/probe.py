@@ -298,7 +298,7 @@ class WebSocketConnection:
 def _decode_message(data: bytes) -> dict[str, object]:
     try:
         message = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ProbeError("failed to parse app-server JSON-RPC message") from exc
     if not isinstance(message, dict):
         raise ProbeError("failed to parse app-server JSON-RPC message") from ValueError(

@@ -11,6 +11,8 @@ from daemonkit.managed import try_codex_version
 from daemonkit.probe import PROBE_BUDGET_S, AppServerInfo, probe
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from daemonkit.backend import ProcessHandle
 
 __all__ = ["START_TIMEOUT_S", "wait_until_ready"]
@@ -26,6 +28,7 @@ def wait_until_ready(
     process: ProcessHandle | None,
     bin_used: str,
     log_path: str,
+    env: Mapping[str, str] | None = None,
     timeout_s: float = START_TIMEOUT_S,
 ) -> AppServerInfo:
     """Probe ``socket_path`` until it answers, ``process`` exits, or the deadline passes.
@@ -57,11 +60,13 @@ def wait_until_ready(
         else:
             time.sleep(pause)
         delay = min(delay * 2, MAX_RETRY_S)
-    raise NotReadyError(_not_ready_message(socket_path, bin_used, log_path)) from cause
+    raise NotReadyError(_not_ready_message(socket_path, bin_used, log_path, env)) from cause
 
 
-def _not_ready_message(socket_path: str, bin_used: str, log_path: str) -> str:
-    version = try_codex_version(bin_used) or "unknown"
+def _not_ready_message(
+    socket_path: str, bin_used: str, log_path: str, env: Mapping[str, str] | None
+) -> str:
+    version = try_codex_version(bin_used, env) or "unknown"
     message = (
         f"app server did not become ready on {socket_path}\n"
         "\n"

@@ -71,6 +71,7 @@ def set_remote_control_mode(daemon: Daemon, *, enable: bool) -> RemoteControlOut
                     process=None,
                     bin_used=ensure_managed_bin(paths),
                     log_path=paths.app_server.log,
+                    env=daemon.version_env(),
                 )
                 version = info.app_server_version
                 try:

@@ -53,7 +53,7 @@ def _updater_state(path: str) -> dict[str, object]:
     try:
         raw = read_state_file(path, 1 << 20)
         value = json.loads(raw.decode("utf-8")) if raw else {}
-    except (OSError, UnicodeDecodeError, ValueError):
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
         # The updater's state file is informational; status reports what it can.
         return {}
     return value if isinstance(value, dict) else {}

@@ -58,7 +58,7 @@ def _json_object(raw: bytes, path: str) -> dict[str, object]:
     try:
         text = raw.decode("utf-8")
         value = json.loads(text, parse_constant=reject_constant)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise SettingsError(f"failed to parse settings {path}") from exc
     if not isinstance(value, dict):
         raise SettingsError(f"failed to parse settings {path}") from ValueError(

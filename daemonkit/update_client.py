@@ -104,7 +104,7 @@ def request_update(
         raise UpdaterError("updater exited before answering the update request")
     try:
         reply = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise UpdaterError("failed to parse the updater's reply") from exc
     if isinstance(reply, dict) and isinstance(reply.get("Ok"), dict):
         return RelayedOutput(reply["Ok"])

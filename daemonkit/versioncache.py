@@ -37,7 +37,7 @@ def _lookup(cache_path: str, identity: list[object]) -> str | None:
     try:
         raw = read_state_file(cache_path, CACHE_LIMIT)
         entry = json.loads(raw.decode("utf-8")) if raw else None
-    except (OSError, UnicodeDecodeError, ValueError):
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
         return None  # a cache that cannot be read is a miss, never an error
     if isinstance(entry, dict) and entry.get("identity") == identity:
         version = entry.get("version")

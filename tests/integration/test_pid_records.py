@@ -1,0 +1,366 @@
+"""Pid records against real processes: identity, corrupt and stale records, pid reuse.
+
+SPEC §4.2-§4.5 and §13.5 rows 18-19, through the CLI as a subprocess. A record that
+names a process which is not ours must never lead to a signal: the processes such
+records name (pid 1, the test runner, a ``sleep`` this test started) stay alive.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.harness import Result, is_alive, wait_for
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from tests.harness import Home
+
+pytestmark = pytest.mark.timeout(60)
+
+DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+FOREIGN_BOOT_ID = "00000000-0000-4000-8000-000000000000"
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+
+def write_settings(home: Home, **settings: object) -> None:
+    """settings.json with the updater off, so only the app-server is in play."""
+    os.makedirs(home.paths.state_dir, mode=0o700, exist_ok=True)
+    path = Path(home.paths.settings)
+    path.write_text(json.dumps({"updater": {"autoUpdateEnabled": False}, **settings}))
+    path.chmod(0o600)
+
+
+def write_record(home: Home, raw: bytes) -> None:
+    os.makedirs(home.paths.state_dir, mode=0o700, exist_ok=True)
+    path = Path(home.paths.app_server.record)
+    path.write_bytes(raw)
+    path.chmod(0o600)
+
+
+def record_bytes(home: Home) -> bytes | None:
+    try:
+        return Path(home.paths.app_server.record).read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def stat_fields(pid: int) -> list[bytes]:
+    """Fields of /proc/<pid>/stat from the state on (field 3 is index 0)."""
+    data = Path(f"/proc/{pid}/stat").read_bytes()
+    return data[data.rfind(b")") + 2 :].split()
+
+
+def start_ticks(pid: int) -> int:
+    return int(stat_fields(pid)[19])  # field 22
+
+
+def boot_id() -> str:
+    return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+
+
+def ps_lstart(home: Home, pid: int) -> str:
+    done = subprocess.run(
+        ["ps", "-p", str(pid), "-o", "lstart="],
+        env=home.env(LC_ALL="C"),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
+def shift_lstart(text: str, seconds: int) -> str:
+    """A C-locale lstart string moved by ``seconds``, in ps's layout."""
+    epoch = int(time.mktime(time.strptime(" ".join(text.split()), "%a %b %d %H:%M:%S %Y")))
+    t = time.localtime(epoch + seconds)
+    return (
+        f"{DAYS[t.tm_wday]} {MONTHS[t.tm_mon - 1]} {t.tm_mday:2d} "
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} {t.tm_year}"
+    )
+
+
+def native_record(
+    pid: int, *, ticks: int, boot: str, lstart: str = "Thu Jan  1 00:00:00 2015"
+) -> bytes:
+    value = {
+        "pid": pid,
+        "processStartTime": lstart,
+        "processIdentity": {"bootId": boot, "startTicks": ticks},
+    }
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def started_pid(home: Home) -> int:
+    started = home.run("start").json
+    assert started["status"] == "started", started
+    pid = started["pid"]
+    assert isinstance(pid, int)
+    return pid
+
+
+def run_together(home: Home, *commands: str) -> list[Result]:
+    """Run CLI commands concurrently; their results in the order given."""
+    processes = [home.popen(command) for command in commands]
+    results = []
+    for process in processes:
+        out, err = process.communicate(timeout=60)
+        results.append(Result(process.returncode, out.decode(), err.decode()))
+    return results
+
+
+def kill_and_wait(pid: int) -> None:
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not is_alive(pid), what=f"pid {pid} to die")
+
+
+@pytest.fixture
+def fake(home: Home) -> Home:
+    write_settings(home)
+    home.install_fake()
+    return home
+
+
+# -- the record of a started server ------------------------------------------------------
+
+
+def test_record_names_the_started_process_by_proc_identity(fake: Home) -> None:
+    pid = started_pid(fake)
+    raw = record_bytes(fake)
+    assert raw is not None
+    assert not raw.endswith(b"\n")
+    record = json.loads(raw)
+    assert raw == json.dumps(record, separators=(",", ":")).encode(), "record must be compact"
+    keys = list(record)
+    assert keys[:3] == ["pid", "processStartTime", "processIdentity"]
+    assert set(keys) <= {"pid", "processStartTime", "processIdentity", "executableIdentity"}
+    assert record["pid"] == pid
+    assert record["processIdentity"] == {"bootId": boot_id(), "startTicks": start_ticks(pid)}
+    assert record["processStartTime"] == ps_lstart(fake, pid)
+
+    again = fake.run("start").json
+    assert again["status"] == "alreadyRunning"
+    assert again["backend"] == "pid"
+    assert "pid" not in again
+    assert again["appServerVersion"] == "1.0.0"
+    assert fake.record_pid() == pid
+    assert record_bytes(fake) == raw
+    assert is_alive(pid)
+
+
+# -- reservations (empty records) ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("content", [b"", b" \n\t  \n"], ids=["empty", "whitespace"])
+def test_reservation_with_free_lock_is_debris(fake: Home, content: bytes) -> None:
+    write_record(fake, content)
+    stopped = fake.run("stop").json
+    assert stopped["status"] == "notRunning"
+    assert "backend" not in stopped
+    assert record_bytes(fake) is None
+
+    write_record(fake, content)
+    pid = started_pid(fake)
+    assert fake.record_pid() == pid
+    assert is_alive(pid)
+
+
+def test_reservation_with_held_lock_reads_as_starting(fake: Home) -> None:
+    write_record(fake, b"")
+    lock = os.open(fake.paths.app_server.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        status = fake.run("status").json
+    finally:
+        os.close(lock)
+    assert status["status"] == "starting"
+    assert record_bytes(fake) == b"", "status never removes a reservation"
+
+
+# -- corrupt records: an error, never silently discarded -------------------------------------
+
+CORRUPT = {
+    "garbage": b"garbage",
+    "truncated": b'{"pid":4242,"processStartTime":"Thu Jan  1 00:',
+    "pid-string": b'{"pid":"4242","processStartTime":"Thu Jan  1 00:00:00 2015"}',
+    "no-start-time": b'{"pid":4242}',
+    "pid-negative": b'{"pid":-5,"processStartTime":"Thu Jan  1 00:00:00 2015"}',
+}
+
+
+@pytest.mark.parametrize("raw", list(CORRUPT.values()), ids=list(CORRUPT))
+def test_corrupt_record_fails_start_and_stop_and_status_warns(fake: Home, raw: bytes) -> None:
+    write_record(fake, raw)
+    path = fake.paths.app_server.record
+    # None of the three changes the record, so they may as well run side by side.
+    start, stop, status_result = run_together(fake, "start", "stop", "status")
+    for command, failed in (("start", start), ("stop", stop)):
+        assert failed.returncode == 1, (command, failed)
+        assert failed.stdout == ""
+        assert failed.stderr.startswith(f"Error: invalid pid file contents in {path}\n"), failed
+        assert "\nCaused by:\n    " in failed.stderr
+        assert "Traceback" not in failed.stderr
+    assert record_bytes(fake) == raw, "a corrupt record is never silently discarded"
+    status = status_result.json
+    assert status["status"] == "notRunning"
+    assert "pid" not in status
+    warnings = status["warnings"]
+    assert isinstance(warnings, list)
+    assert f"invalid pid file contents in {path}" in warnings
+    assert record_bytes(fake) == raw
+    assert not Path(fake.paths.socket).exists(), "nothing may have been spawned"
+
+
+# -- stale records: valid JSON naming a process that is not ours -----------------------------
+
+
+def _pid_zero(home: Home) -> tuple[bytes, int | None]:
+    return native_record(0, ticks=1, boot=boot_id()), None
+
+
+def _pid_one(home: Home) -> tuple[bytes, int | None]:
+    return native_record(1, ticks=start_ticks(1), boot=boot_id()), 1
+
+
+def _pid_one_legacy(home: Home) -> tuple[bytes, int | None]:
+    raw = json.dumps({"pid": 1, "processStartTime": ps_lstart(home, 1)}, separators=(",", ":"))
+    return raw.encode(), 1
+
+
+def _pid_huge(home: Home) -> tuple[bytes, int | None]:
+    return native_record(1073741824, ticks=1, boot=boot_id()), None
+
+
+def _test_runner_wrong_ticks(home: Home) -> tuple[bytes, int | None]:
+    me = os.getpid()
+    return native_record(me, ticks=start_ticks(me) + 1, boot=boot_id()), me
+
+
+def _test_runner_foreign_boot(home: Home) -> tuple[bytes, int | None]:
+    me = os.getpid()
+    return native_record(me, ticks=start_ticks(me), boot=FOREIGN_BOOT_ID), me
+
+
+STALE: dict[str, Callable[[Home], tuple[bytes, int | None]]] = {
+    "pid-0": _pid_zero,
+    "pid-1": _pid_one,
+    "pid-1-legacy-matching-lstart": _pid_one_legacy,
+    "pid-1073741824": _pid_huge,
+    "test-runner-wrong-ticks": _test_runner_wrong_ticks,
+    "test-runner-foreign-boot-id": _test_runner_foreign_boot,
+}
+
+
+@pytest.mark.parametrize("make", list(STALE.values()), ids=list(STALE))
+def test_stale_record_is_removed_by_stop_and_replaced_by_start(
+    fake: Home, make: Callable[[Home], tuple[bytes, int | None]]
+) -> None:
+    raw, named = make(fake)
+    write_record(fake, raw)
+    stopped = fake.run("stop").json
+    assert stopped["status"] == "notRunning"
+    assert "backend" not in stopped
+    assert record_bytes(fake) is None
+
+    write_record(fake, raw)
+    pid = started_pid(fake)
+    assert pid != named
+    assert fake.record_pid() == pid
+    if named is not None:
+        assert is_alive(named)
+
+
+@pytest.mark.parametrize(
+    ("mismatch", "command"),
+    [
+        ("wrong-ticks", "start"),
+        ("wrong-ticks", "stop"),
+        ("wrong-ticks", "restart"),
+        ("foreign-boot-id", "stop"),
+        ("foreign-boot-id", "restart"),
+    ],
+)
+def test_record_naming_an_unrelated_live_process_never_signals_it(
+    fake: Home, command: str, mismatch: str
+) -> None:
+    sleeper = fake.spawn_marked(["sleep", "60"])
+    ticks = start_ticks(sleeper.pid)
+    if mismatch == "wrong-ticks":
+        raw = native_record(sleeper.pid, ticks=ticks + 1, boot=boot_id())
+    else:
+        raw = native_record(sleeper.pid, ticks=ticks, boot=FOREIGN_BOOT_ID)
+    write_record(fake, raw)
+
+    result = fake.run(command).json
+    expected = {"start": "started", "stop": "notRunning", "restart": "restarted"}[command]
+    assert result["status"] == expected
+    if command == "stop":
+        assert record_bytes(fake) is None
+    else:
+        assert fake.record_pid() == result["pid"] != sleeper.pid
+    assert sleeper.poll() is None, f"{command} signalled an unrelated process"
+    assert is_alive(sleeper.pid)
+    assert start_ticks(sleeper.pid) == ticks
+
+
+# -- legacy records (no processIdentity) ------------------------------------------------------
+
+
+@pytest.mark.parametrize("offset_s", [0, -1], ids=["exact", "minus-1s"])
+def test_legacy_record_with_matching_lstart_is_running(fake: Home, offset_s: int) -> None:
+    pid = started_pid(fake)
+    lstart = shift_lstart(ps_lstart(fake, pid), offset_s) if offset_s else ps_lstart(fake, pid)
+    write_record(fake, json.dumps({"pid": pid, "processStartTime": lstart}).encode())
+
+    stopped = fake.run("stop").json
+    assert stopped["status"] == "stopped"
+    assert stopped["backend"] == "pid"
+    wait_for(lambda: not is_alive(pid), what="the legacy-recorded server to exit")
+    assert record_bytes(fake) is None
+
+
+def test_legacy_record_with_wrong_lstart_is_stale(fake: Home) -> None:
+    pid = started_pid(fake)
+    lstart = shift_lstart(ps_lstart(fake, pid), 3600)
+    write_record(fake, json.dumps({"pid": pid, "processStartTime": lstart}).encode())
+
+    stopped = fake.run("stop")
+    # The record is stale, so the live server answering on the socket is unmanaged.
+    assert stopped.returncode == 1
+    assert stopped.stdout == ""
+    assert stopped.stderr == (
+        "Error: app server is running but is not managed by codex app-server daemon\n"
+    )
+    assert record_bytes(fake) is None, "a stale record is removed"
+    assert is_alive(pid), "a process named by a stale record is never signalled"
+    kill_and_wait(pid)
+
+
+def test_matching_legacy_record_is_promoted_exactly_once(fake: Home) -> None:
+    """SPEC §4.3: a matching legacy record is rewritten with processIdentity added."""
+    pid = started_pid(fake)
+    lstart = ps_lstart(fake, pid)
+    write_record(fake, json.dumps({"pid": pid, "processStartTime": lstart}).encode())
+
+    assert fake.run("start").json["status"] == "alreadyRunning"
+    promoted = record_bytes(fake)
+    assert promoted is not None
+    record = json.loads(promoted)
+    assert record["pid"] == pid
+    assert record["processStartTime"] == lstart
+    assert record["processIdentity"] == {"bootId": boot_id(), "startTicks": start_ticks(pid)}
+
+    assert fake.run("start").json["status"] == "alreadyRunning"
+    assert record_bytes(fake) == promoted, "promotion happens once"

@@ -1,0 +1,160 @@
+"""CODEX_HOME resolution and the derived layout (SPEC §2.1, §3.1, §13.1 row 3)."""
+
+from __future__ import annotations
+
+import os
+import pwd
+from typing import TYPE_CHECKING
+
+import pytest
+
+from daemonkit.errors import HomeError
+from daemonkit.paths import DaemonPaths, resolve_codex_home
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+pytestmark = pytest.mark.timeout(30)
+
+NO_PASSWD_UID = 54_321
+
+
+def passwd_home() -> str:
+    return pwd.getpwuid(os.getuid()).pw_dir
+
+
+def test_flag_beats_env_and_home() -> None:
+    environ = {"CODEX_HOME": "/env/codex", "HOME": "/home/u"}
+    assert resolve_codex_home("/flag/codex", environ) == "/flag/codex"
+
+
+def test_env_beats_home() -> None:
+    assert resolve_codex_home(None, {"CODEX_HOME": "/env/codex", "HOME": "/home/u"}) == (
+        "/env/codex"
+    )
+
+
+def test_home_dot_codex_last() -> None:
+    assert resolve_codex_home(None, {"HOME": "/home/u"}) == "/home/u/.codex"
+
+
+def test_empty_codex_home_is_ignored() -> None:
+    assert resolve_codex_home(None, {"CODEX_HOME": "", "HOME": "/home/u"}) == "/home/u/.codex"
+
+
+def test_no_home_variable_uses_the_password_database() -> None:
+    expected = os.path.join(passwd_home(), ".codex")
+    assert resolve_codex_home(None, {}) == expected
+    assert resolve_codex_home(None, {"HOME": ""}) == expected
+    assert resolve_codex_home(None, {"HOME": "", "CODEX_HOME": ""}) == expected
+
+
+def test_flag_is_used_without_any_environment() -> None:
+    assert resolve_codex_home("/flag", {}) == "/flag"
+
+
+def test_paths_are_not_required_to_exist(tmp_path: Path) -> None:
+    missing = str(tmp_path / "does" / "not" / "exist")
+    assert resolve_codex_home(missing, {}) == missing
+    assert not os.path.exists(missing)
+
+
+def test_relative_flag_and_env_are_made_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    cwd = os.getcwd()
+    assert resolve_codex_home("rel/home", {}) == os.path.join(cwd, "rel", "home")
+    assert resolve_codex_home(None, {"CODEX_HOME": "envrel"}) == os.path.join(cwd, "envrel")
+    assert resolve_codex_home(None, {"HOME": "u"}) == os.path.join(cwd, "u", ".codex")
+
+
+def test_symlinks_are_not_resolved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real)
+    monkeypatch.chdir(tmp_path)
+    cwd = os.getcwd()
+    assert resolve_codex_home("link/h", {}) == os.path.join(cwd, "link", "h")
+    absolute = str(tmp_path / "link" / "h")
+    assert resolve_codex_home(absolute, {}) == absolute
+    assert resolve_codex_home(None, {"CODEX_HOME": absolute}) == absolute
+
+
+def test_dot_dot_after_a_symlink_keeps_its_kernel_meaning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `link/../h` names the `h` next to link's TARGET; collapsing `..` lexically (without
+    # resolving the symlink) would silently pick a different directory.
+    (tmp_path / "deep" / "target").mkdir(parents=True)
+    (tmp_path / "deep" / "h").mkdir()
+    (tmp_path / "h").mkdir()  # the wrong directory a lexical collapse would pick
+    (tmp_path / "link").symlink_to(tmp_path / "deep" / "target")
+    monkeypatch.chdir(tmp_path)
+    resolved = resolve_codex_home("link/../h", {})
+    assert os.path.isabs(resolved)
+    assert os.path.samefile(resolved, tmp_path / "deep" / "h")
+    given = str(tmp_path / "link" / ".." / "h")
+    assert os.path.samefile(resolve_codex_home(given, {}), tmp_path / "deep" / "h")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run as a uid without passwd entry")
+def test_no_home_and_no_passwd_entry_fails() -> None:
+    try:
+        pwd.getpwuid(NO_PASSWD_UID)
+    except KeyError:
+        pass
+    else:
+        pytest.skip(f"uid {NO_PASSWD_UID} has a passwd entry here")
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: become a uid without a passwd entry, report, and _exit
+        status = 1
+        try:
+            os.close(read_end)
+            os.setgid(NO_PASSWD_UID)
+            os.setuid(NO_PASSWD_UID)
+            try:
+                resolve_codex_home(None, {"HOME": "", "CODEX_HOME": ""})
+            except HomeError as exc:
+                os.write(write_end, f"HomeError:{exc}".encode())
+            else:
+                os.write(write_end, b"no error")
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as f:
+        report = f.read().decode()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert report == "HomeError:failed to resolve CODEX_HOME"
+
+
+def test_layout_derived_from_home() -> None:
+    paths = DaemonPaths.from_home("/tmp/dk-x/h")
+    s = "/tmp/dk-x/h/app-server-daemon"
+    p = "/tmp/dk-x/h/packages/standalone"
+    assert paths.state_dir == s
+    assert paths.socket == "/tmp/dk-x/h/app-server-control/app-server-control.sock"
+    assert paths.operation_lock == f"{s}/daemon.lock"
+    assert paths.settings == f"{s}/settings.json"
+    assert paths.settings_tmp == f"{s}/settings.tmp"
+    assert paths.desired_state == f"{s}/desired-state.json"
+    assert paths.updater_state == f"{s}/app-server-updater.state.json"
+    assert paths.updater_socket == f"{s}/app-server-updater.sock"
+    assert paths.app_server.record == f"{s}/app-server.pid"
+    assert paths.app_server.lock == f"{s}/app-server.pid.lock"
+    assert paths.app_server.tmp == f"{s}/app-server.pid.tmp"
+    assert paths.app_server.log == f"{s}/app-server.stderr.log"
+    assert paths.app_server.previous_log == f"{s}/app-server.stderr.log.previous"
+    assert paths.updater.record == f"{s}/app-server-updater.pid"
+    assert paths.updater.lock == f"{s}/app-server-updater.pid.lock"
+    assert paths.updater.log == f"{s}/app-server-updater.stderr.log"
+    assert paths.package_root == p
+    assert paths.releases == f"{p}/releases"
+    assert paths.current == f"{p}/current"
+    assert paths.previous == f"{p}/previous"
+    assert paths.install_lock == f"{p}/install.lock"
+    assert paths.rust_dedicated_pid == f"{s}/daemon.pid"
+    assert paths.managed_bin_candidates == (f"{p}/current/codex", f"{p}/current/bin/codex")

@@ -1,0 +1,318 @@
+"""/proc identity: the lstart rendering against ps, and record matching with real processes.
+
+SPEC §4.2 (processStartTime must equal ``ps -o lstart=``), §4.3 (identity match),
+§13.1 row 4 (locale independence), §13.5 rows 18-20.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from typing import TYPE_CHECKING
+
+import pytest
+
+from daemonkit.pidrecord import LinuxIdentity, MacIdentity, PidRecord
+from daemonkit.procinfo import (
+    ProcessSnapshot,
+    boot_id,
+    format_lstart,
+    inspect_process,
+    parse_lstart,
+    record_matches,
+    snapshot_identity,
+    start_ticks,
+)
+from tests.harness import wait_for
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
+    from pathlib import Path
+
+    from tests.harness import Home
+
+pytestmark = pytest.mark.timeout(60)
+
+FOREIGN_BOOT = "00000000-0000-4000-8000-000000000000"
+
+
+def ps_lstart(pid: int, env: Mapping[str, str] | None = None) -> str:
+    """``ps -p <pid> -o lstart=`` in the C locale, trimmed (SPEC §4.2)."""
+    done = subprocess.run(
+        ["ps", "-p", str(pid), "-o", "lstart="],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "LC_ALL": "C"} if env is None else dict(env),
+        check=True,
+        timeout=10,
+    )
+    return done.stdout.strip()
+
+
+def proc_state(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    return data[data.rfind(b")") + 2 :].split()[0].decode()
+
+
+def snapshot_of(pid: int) -> ProcessSnapshot:
+    snapshot = inspect_process(pid)
+    assert snapshot is not None, f"process {pid} is not inspectable"
+    return snapshot
+
+
+def native_record(snapshot: ProcessSnapshot) -> PidRecord:
+    return PidRecord(
+        pid=snapshot.pid, process_start_time=snapshot.lstart, identity=snapshot.identity
+    )
+
+
+@pytest.fixture
+def sleeper(home: Home) -> ProcessSnapshot:
+    """A live ``sleep`` this test started (killed by the home fixture's teardown)."""
+    process = home.spawn_marked(["sleep", "60"])
+    return snapshot_of(process.pid)
+
+
+@pytest.fixture
+def tz_restored() -> Iterator[None]:
+    saved = os.environ.get("TZ")
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = saved
+        time.tzset()
+
+
+# -- the lstart rendering equals ps ----------------------------------------------------
+
+
+def test_own_process_lstart_equals_ps() -> None:
+    snapshot = snapshot_of(os.getpid())
+    assert snapshot.lstart == ps_lstart(os.getpid())
+    assert format_lstart(snapshot.start_epoch_s) == snapshot.lstart
+
+
+def test_fresh_sleep_lstart_equals_ps(home: Home) -> None:
+    # Several processes, so that start times fall at different points within a second.
+    processes = [home.spawn_marked(["sleep", "60"]) for _ in range(5)]
+    for process in processes:
+        assert snapshot_of(process.pid).lstart == ps_lstart(process.pid)
+
+
+@pytest.mark.parametrize(
+    "locale_env",
+    [
+        {"LANG": "oops"},
+        {"LANG": "oops", "LC_TIME": "de_DE.UTF-8"},
+        {"LC_TIME": "de_DE.UTF-8"},
+    ],
+    ids=["LANG=oops", "LANG=oops+LC_TIME=de", "LC_TIME=de"],
+)
+def test_ps_in_c_locale_ignores_caller_locale(
+    sleeper: ProcessSnapshot, locale_env: dict[str, str]
+) -> None:
+    env = {**os.environ, **locale_env, "LC_ALL": "C"}
+    assert ps_lstart(sleeper.pid, env) == sleeper.lstart
+
+
+@pytest.mark.usefixtures("tz_restored")
+def test_lstart_follows_tz_like_ps(sleeper: ProcessSnapshot) -> None:
+    os.environ["TZ"] = "UTC0"
+    time.tzset()
+    utc = format_lstart(sleeper.start_epoch_s)
+    assert utc == ps_lstart(sleeper.pid)
+    os.environ["TZ"] = "XST-5:30"
+    time.tzset()
+    shifted = format_lstart(sleeper.start_epoch_s)
+    assert shifted == ps_lstart(sleeper.pid)
+    assert shifted != utc
+
+
+def test_comm_with_spaces_and_parentheses(home: Home, tmp_path: Path) -> None:
+    # The fields of /proc/<pid>/stat start after the LAST ')' (SPEC §4.2).
+    link = tmp_path / "a) b (c) d"
+    link.symlink_to("/bin/sleep")
+    process = home.spawn_marked([str(link), "60"])
+
+    def comm() -> str:
+        with open(f"/proc/{process.pid}/comm", encoding="utf-8") as f:
+            return f.read().strip()
+
+    wait_for(lambda: comm() == "a) b (c) d", what="the exec of the oddly named sleep")
+    snapshot = snapshot_of(process.pid)
+    assert snapshot.lstart == ps_lstart(process.pid)
+    assert start_ticks(process.pid) == snapshot.identity.start_ticks
+
+
+@pytest.mark.parametrize(
+    ("epoch", "expected"),
+    [
+        (0, "Thu Jan  1 00:00:00 1970"),
+        (1_793_847_641, "Thu Nov  5 03:00:41 2026"),
+        (1_795_910_441, "Sun Nov 29 00:00:41 2026"),
+    ],
+)
+@pytest.mark.usefixtures("tz_restored")
+def test_format_lstart_pads_the_day_with_a_space(epoch: int, expected: str) -> None:
+    os.environ["TZ"] = "UTC0"
+    time.tzset()
+    assert format_lstart(epoch) == expected
+    assert parse_lstart(expected) == epoch
+    assert parse_lstart(f"  {expected}\n") == epoch
+
+
+@pytest.mark.parametrize("text", ["", "garbage", "Tue Nov 99 03:00:41 2026", "Di Nov 24 2026"])
+def test_parse_lstart_rejects_garbage(text: str) -> None:
+    assert parse_lstart(text) is None
+
+
+# -- inspect_process --------------------------------------------------------------------
+
+
+def test_snapshot_reads_boot_id_and_ticks(sleeper: ProcessSnapshot) -> None:
+    with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+        assert sleeper.identity.boot_id == f.read().strip() == boot_id()
+    with open(f"/proc/{sleeper.pid}/stat", "rb") as f:
+        data = f.read()
+    assert sleeper.identity.start_ticks == int(data[data.rfind(b")") + 2 :].split()[19])
+
+
+@pytest.mark.parametrize("pid", [0, 1, -1, -5])
+def test_pid_at_most_one_is_never_inspected(pid: int) -> None:
+    assert inspect_process(pid) is None
+
+
+def test_dead_process_is_not_inspected(home: Home) -> None:
+    process = home.spawn_marked(["sleep", "60"])
+    process.kill()
+    process.wait()
+    assert inspect_process(process.pid) is None
+
+
+def test_zombie_is_not_inspected(home: Home) -> None:
+    process = home.spawn_marked(["sleep", "0"])  # never waited for: becomes a zombie
+    ticks = start_ticks(process.pid)
+    wait_for(lambda: proc_state(process.pid) == "Z", what="the unreaped sleep to be a zombie")
+    assert inspect_process(process.pid) is None
+    assert ticks is not None
+    record = PidRecord(
+        pid=process.pid,
+        process_start_time="x",
+        identity=LinuxIdentity(boot_id=boot_id(), start_ticks=ticks),
+    )
+    assert not record_matches(record, inspect_process(process.pid))
+    assert proc_state(process.pid) == "Z"  # still unreaped: the check did not wait for it
+
+
+# -- record_matches ---------------------------------------------------------------------
+
+
+def test_live_matching_record_matches(sleeper: ProcessSnapshot) -> None:
+    assert record_matches(native_record(sleeper), sleeper)
+    # what a later check sees, freshly read, also matches
+    assert record_matches(native_record(sleeper), inspect_process(sleeper.pid))
+
+
+def test_wrong_start_ticks_do_not_match(sleeper: ProcessSnapshot) -> None:
+    for delta in (1, -1, 1000):
+        record = PidRecord(
+            pid=sleeper.pid,
+            process_start_time=sleeper.lstart,
+            identity=LinuxIdentity(
+                boot_id=sleeper.identity.boot_id, start_ticks=sleeper.identity.start_ticks + delta
+            ),
+        )
+        assert not record_matches(record, sleeper)
+
+
+def test_foreign_boot_id_does_not_match(sleeper: ProcessSnapshot) -> None:
+    record = PidRecord(
+        pid=sleeper.pid,
+        process_start_time=sleeper.lstart,
+        identity=LinuxIdentity(boot_id=FOREIGN_BOOT, start_ticks=sleeper.identity.start_ticks),
+    )
+    assert not record_matches(record, sleeper)
+    assert not record_matches(record, None)
+
+
+def test_record_for_another_pid_does_not_match(home: Home, sleeper: ProcessSnapshot) -> None:
+    other = snapshot_of(home.spawn_marked(["sleep", "60"]).pid)
+    assert not record_matches(native_record(sleeper), other)
+    assert not record_matches(native_record(sleeper), None)
+
+
+@pytest.mark.parametrize("pid", [0, 1])
+def test_pid_zero_and_one_never_match(pid: int) -> None:
+    assert inspect_process(pid) is None
+    # Even handed a snapshot that agrees with the record, pid <= 1 is refused (SPEC §4.10).
+    snapshot = snapshot_identity(pid, start_ticks(pid) or 0)
+    assert not record_matches(native_record(snapshot), snapshot)
+    assert not record_matches(PidRecord(pid=pid, process_start_time=snapshot.lstart), snapshot)
+
+
+def test_own_pid_never_matches() -> None:
+    own = snapshot_of(os.getpid())
+    assert not record_matches(native_record(own), own)
+    assert not record_matches(PidRecord(pid=own.pid, process_start_time=own.lstart), own)
+
+
+def test_mac_identity_never_matches_a_linux_process(sleeper: ProcessSnapshot) -> None:
+    record = PidRecord(
+        pid=sleeper.pid,
+        process_start_time=sleeper.lstart,
+        identity=MacIdentity(
+            boot_id=None,
+            unique_id=None,
+            start_seconds=sleeper.start_epoch_s,
+            start_microseconds=0,
+        ),
+    )
+    assert not record_matches(record, sleeper)
+
+
+# -- legacy records (no processIdentity) -----------------------------------------------
+
+
+def legacy(snapshot: ProcessSnapshot, start_time: str) -> PidRecord:
+    return PidRecord(pid=snapshot.pid, process_start_time=start_time)
+
+
+def test_legacy_record_with_exact_lstart_matches(sleeper: ProcessSnapshot) -> None:
+    assert record_matches(legacy(sleeper, ps_lstart(sleeper.pid)), sleeper)
+    assert record_matches(legacy(sleeper, f"  {sleeper.lstart}\n"), sleeper)
+
+
+@pytest.mark.parametrize("drift", [-2, -1, 1, 2])
+def test_legacy_record_within_two_seconds_matches(sleeper: ProcessSnapshot, drift: int) -> None:
+    assert record_matches(legacy(sleeper, format_lstart(sleeper.start_epoch_s + drift)), sleeper)
+
+
+@pytest.mark.parametrize("drift", [-5, -3, 3, 5, 3600])
+def test_legacy_record_further_off_does_not_match(sleeper: ProcessSnapshot, drift: int) -> None:
+    assert not record_matches(
+        legacy(sleeper, format_lstart(sleeper.start_epoch_s + drift)), sleeper
+    )
+
+
+@pytest.mark.parametrize("text", ["", "garbage", "Di Nov 24 03:00:41 2026"])
+def test_legacy_record_with_unparseable_time_does_not_match(
+    sleeper: ProcessSnapshot, text: str
+) -> None:
+    assert not record_matches(legacy(sleeper, text), sleeper)
+
+
+def test_legacy_record_of_dead_process_does_not_match(home: Home) -> None:
+    process = home.spawn_marked(["sleep", "60"])
+    snapshot = snapshot_of(process.pid)
+    record = legacy(snapshot, snapshot.lstart)
+    process.kill()
+    process.wait()
+    assert not record_matches(record, inspect_process(process.pid))
