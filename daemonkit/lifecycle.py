@@ -72,10 +72,16 @@ class Daemon:
             return ManagedState(active=True, record_pid=state.record.pid)
         return ManagedState(active=state is Absent.STARTING, record_pid=None)
 
-    def effective_grace_s(self) -> int:
+    def effective_grace_s(self, *, report: bool = False) -> int:
+        """The lenient shutdownGraceSeconds (SPEC §3.6).
+
+        Only ``stop`` reports what was wrong (``report=True``); strict commands load
+        the file again under the lock and fail with the problem as their error.
+        """
         settings, warnings = load_settings_leniently(self.paths.settings)
-        for line in warnings:
-            self.warn(line)
+        if report:
+            for line in warnings:
+                self.warn(line)
         return settings.shutdown_grace_s
 
     def lock(self, grace_s: float) -> AbstractContextManager[int]:
@@ -239,7 +245,7 @@ class Daemon:
 
     def stop(self) -> LifecycleOutput:
         """SPEC §2.7: lenient settings, so a broken settings file never blocks a stop."""
-        grace_s = self.effective_grace_s()
+        grace_s = self.effective_grace_s(report=True)
         with self.lock(grace_s):
             self.write_intent(DesiredState.STOPPED, "stop")
             if self.stop_app_server(grace_s):

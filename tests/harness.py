@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -111,6 +112,22 @@ def real_codex_binary() -> Path | None:
     return vendor if vendor.is_file() else None
 
 
+def read_regular(path: str) -> bytes | None:
+    """Read a file only if it is a regular file: a FIFO planted by a test must not
+    hang teardown, and a symlink must not be followed."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read()
+    finally:
+        os.close(fd)
+
+
 @dataclass(frozen=True)
 class Result:
     returncode: int
@@ -140,6 +157,7 @@ class Home:
         self.paths = DaemonPaths.from_home(str(self.path))
         self.extra_env: dict[str, str] = {}
         self.started: list[subprocess.Popen[bytes]] = []
+        self.groups: list[int] = []
 
     # -- installs -------------------------------------------------------------------
 
@@ -233,9 +251,20 @@ class Home:
         self.started.append(process)
         return process
 
-    def spawn_marked(self, argv: list[str], **kwargs: object) -> subprocess.Popen[bytes]:
-        """Start a helper process (sleep, flock, a fake) carrying this test's mark."""
-        process = subprocess.Popen(argv, env=self.env(), **kwargs)  # type: ignore[call-overload]
+    def spawn_marked(
+        self, argv: list[str], *, group: bool = False, **kwargs: object
+    ) -> subprocess.Popen[bytes]:
+        """Start a helper process (sleep, flock, a fake) carrying this test's mark.
+
+        ``group=True`` starts it in a new session and teardown kills its whole group
+        (``flock lock sleep 30`` forks the sleep).
+        """
+        group = group or bool(kwargs.pop("start_new_session", False))
+        process = subprocess.Popen(  # type: ignore[call-overload]
+            argv, env=self.env(), start_new_session=group, **kwargs
+        )
+        if group:
+            self.groups.append(process.pid)
         self.started.append(process)
         assert isinstance(process, subprocess.Popen)
         return process
@@ -243,9 +272,8 @@ class Home:
     # -- state ----------------------------------------------------------------------
 
     def record(self) -> dict[str, object] | None:
-        try:
-            raw = Path(self.paths.app_server.record).read_bytes()
-        except FileNotFoundError:
+        raw = read_regular(self.paths.app_server.record)
+        if raw is None:
             return None
         value = json.loads(raw)
         assert isinstance(value, dict)
@@ -269,8 +297,8 @@ class Home:
         killed = []
         for record_path in (self.paths.app_server.record, self.paths.updater.record):
             try:
-                pid = json.loads(Path(record_path).read_bytes())["pid"]
-            except (OSError, ValueError, KeyError, TypeError):
+                pid = json.loads(read_regular(record_path) or b"")["pid"]
+            except (ValueError, KeyError, TypeError):
                 continue
             if not (isinstance(pid, int) and pid > 1 and self.carries_mark(pid)):
                 continue
@@ -291,6 +319,11 @@ class Home:
         carry this test's mark; whatever still carries the mark afterwards leaked.
         """
         killed = self._kill_recorded()
+        for pgid in self.groups:
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         for process in self.started:
             if process.poll() is None:
                 process.kill()
