@@ -276,17 +276,18 @@ def install_script(
         script = fetch_script(url)
         code, _ = _run_streaming(["/bin/sh", "-s"], env=env, cwd=cwd, stdin=script, sink=sink)
         if code != 0:
+            _restore_current(paths, before)
             raise InstallError(
                 f"standalone Codex updater exited with status {render_exit_status(code)}"
             )
         release = read_link(paths.current)
         if release is None:
+            _restore_current(paths, before)
             raise InstallError(f"installed Codex {paths.current} failed verification")
         try:
             version = _verify(release, env, None)
         except InstallError:
-            if before is not None and release != before:
-                flip_symlink(paths.current, before)  # never leave a broken `current`
+            _restore_current(paths, before)
             raise
         if before is not None and before != release:
             flip_symlink(paths.previous, before)
@@ -294,6 +295,15 @@ def install_script(
         return InstallResult(
             release=release, version=version, previous=previous, changed=before != release
         )
+
+
+def _restore_current(paths: DaemonPaths, before: str | None) -> None:
+    """Undo a script's flip of `current`: a candidate that failed is never current.
+
+    ``before`` was read under the install lock, which is still held.
+    """
+    if before is not None and read_link(paths.current) != before:
+        flip_symlink(paths.current, before)
 
 
 def _in_use_releases(paths: DaemonPaths) -> set[str]:

@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING
 from daemonkit import __version__
 from daemonkit.backend import ProcessHandle, SpawnRequest, spawn_recorded, stop_recorded
 from daemonkit.environment import child_environment
-from daemonkit.errors import NotReadyError, PidRecordError, ProbeError, UnmanagedServerError
+from daemonkit.errors import (
+    DaemonError,
+    NotReadyError,
+    PidRecordError,
+    ProbeError,
+    UnmanagedServerError,
+    describe_chain,
+)
 from daemonkit.files import read_state_file
 from daemonkit.intent import DesiredState, write_desired_state
 from daemonkit.launcher import working_directory
@@ -27,6 +34,7 @@ from daemonkit.probe import AppServerInfo, probe
 from daemonkit.procinfo import inspect_process, record_matches
 from daemonkit.readiness import wait_until_ready
 from daemonkit.settings import Settings, load_settings, load_settings_leniently
+from daemonkit.updater_control import is_updater_active, spawn_updater, stop_updater
 from daemonkit.versioncache import cached_codex_version
 
 if TYPE_CHECKING:
@@ -196,6 +204,22 @@ class Daemon:
             spawned.close()
         return spawned.pid, info
 
+    def ensure_updater(self, settings: Settings) -> None:
+        """SPEC §2.4: an updater runs exactly when auto-update is on.
+
+        A failure here never fails the command that started the server.
+        """
+        try:
+            active = is_updater_active(self.paths)
+            if settings.auto_update_enabled and not active:
+                spawn_updater(self.paths, self.environ, once=False)
+            elif not settings.auto_update_enabled and active:
+                stop_updater(self.paths, settings.shutdown_grace_s)
+        except DaemonError as exc:
+            self.warn(
+                f"failed to ensure managed updater after app-server start: {describe_chain(exc)}"
+            )
+
     def _clean_up_failed_start(self, spawned: ProcessHandle) -> None:
         try:
             self.stop_app_server(FAILED_START_GRACE_S)
@@ -214,6 +238,8 @@ class Daemon:
             info = self._probe_ok()
             if info is not None:
                 managed = self.managed().active
+                if managed:
+                    self.ensure_updater(settings)
                 return self._output(LifecycleStatus.ALREADY_RUNNING, managed=managed, info=info)
             if self.managed().active:
                 bin_path = managed_bin_path(self.paths)
@@ -224,10 +250,11 @@ class Daemon:
                     log_path=self.paths.app_server.log,
                     env=self.version_env(),
                 )
+                self.ensure_updater(settings)
                 return self._output(LifecycleStatus.ALREADY_RUNNING, managed=True, info=info)
             bin_path = ensure_managed_bin(self.paths)
             pid, info = self.spawn_and_wait(settings, bin_path)
-            # ensure-updater (SPEC §2.4) joins here, in start, restart and bootstrap.
+            self.ensure_updater(settings)
             return self._output(LifecycleStatus.STARTED, managed=True, pid=pid, info=info)
 
     def restart(self) -> LifecycleOutput:
@@ -241,6 +268,7 @@ class Daemon:
             if managed.active:
                 self.stop_app_server(settings.shutdown_grace_s)
             pid, info = self.spawn_and_wait(settings, bin_path)
+            self.ensure_updater(settings)
             return self._output(LifecycleStatus.RESTARTED, managed=True, pid=pid, info=info)
 
     def stop(self) -> LifecycleOutput:

@@ -33,6 +33,10 @@ def updater_environment(environ: Mapping[str, str], codex_home: str) -> dict[str
     for key in _PASSED_HOOKS:
         if key in environ:
             env[key] = environ[key]
+    # The updater's own crash point; any other would fire at the updater's app-server
+    # spawn instead of in the CLI that a test meant to crash.
+    if environ.get("CODEX_DAEMONKIT_TEST_CRASH_AT") == "before-reexec":
+        env["CODEX_DAEMONKIT_TEST_CRASH_AT"] = "before-reexec"
     # The updater runs `python -m updater` with the interpreter of this CLI; make the
     # kit importable from a checkout too (an installed kit is importable anyway).
     existing = env.get("PYTHONPATH")

@@ -287,6 +287,22 @@ class Home:
         assert isinstance(pid, int)
         return pid
 
+    def stop_updater(self) -> None:
+        """SIGTERM the updater that `start` spawned (by its recorded pid) and wait.
+
+        For tests about something else that need a quiet home.
+        """
+        raw = read_regular(self.paths.updater.record)
+        if raw is None:
+            return
+        pid = json.loads(raw)["pid"]
+        if not (isinstance(pid, int) and pid > 1 and self.carries_mark(pid)):
+            return
+        os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: not is_alive(pid), what=f"updater {pid} to exit")
+        # A SIGTERM that lands before the updater installs its handler kills it with
+        # its record in place; that record is stale, and the kit treats it so.
+
     # -- teardown -------------------------------------------------------------------
 
     def carries_mark(self, pid: int) -> bool:

@@ -123,7 +123,9 @@ def test_parallel_starts_share_one_server(fake: Home) -> None:
         assert "pid" not in output or output is started
     assert fake.record_pid() == pid
     assert app_servers_alive(fake) == [pid]
-    pid_files = sorted(name for name in os.listdir(fake.paths.state_dir) if ".pid" in name)
+    pid_files = sorted(
+        name for name in os.listdir(fake.paths.state_dir) if name.startswith("app-server.pid")
+    )
     assert pid_files == ["app-server.pid", "app-server.pid.lock"], "one record, no temp"
 
 

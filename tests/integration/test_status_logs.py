@@ -192,6 +192,7 @@ def test_status_never_removes_a_stale_record(fake_home: Home) -> None:
     started = fake_home.run("start").json
     pid = started["pid"]
     assert isinstance(pid, int)
+    fake_home.stop_updater()  # the golden line is about the app-server's stale record
     raw = Path(fake_home.paths.app_server.record).read_bytes()
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: not is_alive(pid), what="the killed app-server to die")
