@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 from typing import TYPE_CHECKING
 
 from daemonkit.errors import ManagedCodexError
@@ -95,6 +94,9 @@ def parse_version_output(stdout: bytes, path: str) -> str:
 
 def read_codex_version(path: str, env: Mapping[str, str] | None = None) -> str:
     """Run ``<path> --version`` (5 s) and return the version it reports."""
+    # subprocess costs more start-up time than the rest of `version`; with the version
+    # cache warm, most commands never get here.
+    import subprocess  # noqa: PLC0415
     try:
         result = subprocess.run(
             [path, "--version"],
