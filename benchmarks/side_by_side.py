@@ -103,6 +103,63 @@ def median_p90(samples: list[float]) -> tuple[float, float]:
     return statistics.median(ordered), p90
 
 
+def _proc_cpu_ticks(pid: int) -> int:
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        fields = f.read().rsplit(b")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def _proc_rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def measure_idle_updater(binary: Path, idle_s: float) -> dict[str, float]:
+    """Start the kit with auto-update on; watch its updater idle; time its SIGTERM exit.
+
+    The updater's first check is 5 minutes away, so the window is pure idling: any
+    CPU it uses is a polling loop it must not have (SPEC §8.2, §11).
+    """
+    home = make_home(binary)
+    (home / "app-server-daemon" / "settings.json").write_text("{}")
+    runner = Runner("kit", [sys.executable, "-m", "daemonkit"], home)
+    try:
+        runner.timed("start")
+        record = home / "app-server-daemon" / "app-server-updater.pid"
+        pid = int(json.loads(record.read_bytes())["pid"])
+        time.sleep(1.0)  # let it finish importing and reach its select()
+        ticks_before = _proc_cpu_ticks(pid)
+        time.sleep(idle_s)
+        cpu_s = (_proc_cpu_ticks(pid) - ticks_before) / os.sysconf("SC_CLK_TCK")
+        rss_mib = _proc_rss_kib(pid) / 1024
+        started = time.perf_counter()
+        os.kill(pid, signal.SIGTERM)
+        while os.path.exists(f"/proc/{pid}") and _proc_state(pid) not in ("Z", "X"):
+            time.sleep(0.001)
+        exit_ms = (time.perf_counter() - started) * 1000
+        runner.timed("stop")
+    finally:
+        app = runner.recorded_pid()
+        if app is not None:
+            try:
+                os.kill(app, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        shutil.rmtree(home, ignore_errors=True)
+    return {"idleSeconds": idle_s, "cpuSeconds": cpu_s, "rssMiB": rss_mib, "sigtermExitMs": exit_ms}
+
+
+def _proc_state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0].decode()
+    except OSError:
+        return "X"
+
+
 def interpreter_startup_ms(runs: int) -> float:
     samples = []
     for _ in range(runs):
@@ -116,6 +173,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=11)
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    parser.add_argument(
+        "--idle", type=float, default=30.0, help="seconds to watch the idle updater (default 30)"
+    )
     args = parser.parse_args()
     binary = ensure_real_codex()
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "daemonkit")], check=True)
@@ -164,6 +224,12 @@ def main() -> int:
     startup = interpreter_startup_ms(args.runs)
     figures["interpreterStartupMs"] = round(startup, 1)
     print(f"python -c pass: {startup:.1f} ms")
+    updater = measure_idle_updater(binary, args.idle)
+    figures["updater"] = updater
+    print(
+        f"idle updater over {updater['idleSeconds']:.0f} s: {updater['cpuSeconds']:.2f} s CPU, "
+        f"RSS {updater['rssMiB']:.1f} MiB, exit after SIGTERM {updater['sigtermExitMs']:.0f} ms"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
     return 0
