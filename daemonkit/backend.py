@@ -15,20 +15,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from daemonkit.errors import PidFileError, SpawnError, StopError
+from daemonkit.errors import SpawnError, StopError
 from daemonkit.files import ensure_state_dir
 from daemonkit.hooks import crash_point
 from daemonkit.launcher import open_log_for_spawn, spawn_detached
-from daemonkit.logtail import render_tail
 from daemonkit.pidfile import (
-    Reservation,
     Running,
     remove_record_if_unchanged,
     reserve_pid_file,
     wait_for_record,
+    write_record,
 )
 from daemonkit.pidrecord import PidRecord
-from daemonkit.procinfo import inspect_process, record_matches, snapshot_identity, start_ticks
+from daemonkit.procinfo import inspect_process, record_matches, snapshot_identity
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
@@ -126,7 +125,12 @@ class SpawnRequest:
 
 
 def spawn_recorded(request: SpawnRequest) -> ProcessHandle | Running:
-    """Reserve the record, spawn, and publish; or return the record already active."""
+    """Reserve the record, spawn, and publish; or return the record already active.
+
+    The launched process publishes its own record just before exec (SPEC §4.6 steps
+    5-6 run there), while this process holds the reservation lock for it: a CLI
+    killed at any point after the spawn leaves a recorded server, never an orphan.
+    """
     paths = request.paths
     ensure_state_dir(request.state_dir)
     reservation = reserve_pid_file(paths)
@@ -143,51 +147,31 @@ def spawn_recorded(request: SpawnRequest) -> ProcessHandle | Running:
                     stderr_fd=log_fd,
                     cwd=request.cwd,
                     what=request.what,
+                    before_exec=lambda pid, ticks: _record_self(request, pid, ticks),
                 )
             finally:
                 os.close(log_fd)
         except BaseException:
+            # The record names a process that never exec'd (or none): ours to remove.
             reservation.abandon()
             raise
         crash_point("after-spawn")
         handle = ProcessHandle.bind(spawned.pid)
-        _publish_or_kill(request, reservation, handle, spawned.pid, spawned.start_ticks)
+        reservation.release()
         crash_point("after-publish")
     return handle if handle is not None else ProcessHandle(spawned.pid, None)
 
 
-def _publish_or_kill(
-    request: SpawnRequest,
-    reservation: Reservation,
-    handle: ProcessHandle | None,
-    pid: int,
-    ticks: int,
-) -> None:
+def _record_self(request: SpawnRequest, pid: int, ticks: int) -> None:
+    """Runs in the launched process before exec: publish its own pid record."""
     try:
         snapshot = snapshot_identity(pid, ticks)
-        record = PidRecord(pid=pid, process_start_time=snapshot.lstart, identity=snapshot.identity)
     except OSError as exc:
-        _kill_unrecorded(handle, pid, ticks)
-        reservation.abandon()
-        message = f"failed to record pid-managed {request.what} process {pid} startup"
-        tail = render_tail(request.paths.log)
-        raise SpawnError(f"{message}\n\n{tail}" if tail else message) from exc
-    try:
-        reservation.publish(record)
-    except PidFileError:
-        _kill_unrecorded(handle, pid, ticks)
-        reservation.abandon()
-        raise
-
-
-def _kill_unrecorded(handle: ProcessHandle | None, pid: int, ticks: int) -> None:
-    """SIGTERM a child we just spawned and could not record.
-
-    It is ours: the pidfd was opened right after the launcher reported it, and its
-    start ticks are the ones it reported itself.
-    """
-    if handle is not None and start_ticks(pid) == ticks:
-        handle.signal(signal.SIGTERM)
+        raise SpawnError(
+            f"failed to record pid-managed {request.what} process {pid} startup"
+        ) from exc
+    record = PidRecord(pid=pid, process_start_time=snapshot.lstart, identity=snapshot.identity)
+    write_record(request.paths, record)
 
 
 def stop_recorded(paths: PidPaths, grace_s: float, *, group: bool, what: str) -> bool:

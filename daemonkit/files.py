@@ -16,6 +16,7 @@ from daemonkit.hooks import crash_point
 
 __all__ = [
     "FILE_MODE",
+    "AtomicWriteError",
     "ensure_state_dir",
     "fsync_dir",
     "open_state_file",
@@ -139,21 +140,56 @@ def read_state_file(path: str, limit: int = 1 << 20) -> bytes | None:
         os.close(fd)
 
 
+class AtomicWriteError(OSError):
+    """Which step of an atomic write failed: ``"temp"`` (writing the temp file) or
+    ``"replace"`` (renaming it onto the final name); the OS error is the cause."""
+
+    def __init__(self, step: str, cause: OSError) -> None:
+        super().__init__(cause.errno, cause.strerror)
+        self.step = step
+
+
+def _refuse_foreign(path: str) -> None:
+    """Refuse to unlink or replace another user's file at ``path`` (SPEC §4.10 rule 5).
+
+    Our own symlink may be replaced: that rewrites the link, never its target.
+    """
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    euid = os.geteuid()
+    if info.st_uid != euid:
+        raise UnsafeFileError(
+            f"refusing to use {path}: owned by uid {info.st_uid}, expected {euid}", path
+        )
+    if stat.S_ISDIR(info.st_mode):
+        raise UnsafeFileError(f"refusing to use {path}: not a regular file", path)
+
+
 def write_atomic(
     path: str, tmp: str, data: bytes, *, durable: bool, crash_at: str | None = None
 ) -> None:
     """Write ``data`` to ``tmp`` (O_EXCL, 0600) and rename it onto ``path``.
 
-    The caller holds the lock that protects ``path``, so a leftover ``tmp`` is a
-    crash's debris and is unlinked first (unlink never follows a symlink).
-    ``durable`` adds fsync of the file and of the directory (SPEC §3.4).
-    Raises OSError; the caller wraps it with the message its spec names.
+    The caller holds the lock that protects ``path``, so a leftover ``tmp`` of ours is
+    a crash's debris and is unlinked first (unlink never follows a symlink); another
+    user's file at either name is refused. ``durable`` adds fsync of the file and of
+    the directory (SPEC §3.4). Raises ``UnsafeFileError``, or ``AtomicWriteError``
+    naming the failed step, for the caller to word as its spec says.
     """
+    _refuse_foreign(tmp)
+    _refuse_foreign(path)
     try:
-        os.unlink(tmp)
-    except FileNotFoundError:
-        pass
-    fd = open_state_file(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        fd = open_state_file(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    except UnsafeFileError:
+        raise
+    except OSError as exc:
+        raise AtomicWriteError("temp", exc) from None
     try:
         view = memoryview(data)
         while view:
@@ -161,20 +197,20 @@ def write_atomic(
             view = view[written:]
         if durable:
             os.fsync(fd)
-    except BaseException:
-        os.close(fd)
+    except OSError as exc:
         _unlink_quietly(tmp)
-        raise
-    os.close(fd)
+        raise AtomicWriteError("temp", exc) from None
+    finally:
+        os.close(fd)
     if crash_at is not None:
         crash_point(crash_at)
     try:
         os.replace(tmp, path)
-    except BaseException:
+        if durable:
+            fsync_dir(os.path.dirname(path))
+    except OSError as exc:
         _unlink_quietly(tmp)
-        raise
-    if durable:
-        fsync_dir(os.path.dirname(path))
+        raise AtomicWriteError("replace", exc) from None
 
 
 def fsync_dir(path: str) -> None:

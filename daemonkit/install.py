@@ -181,11 +181,13 @@ def _finish(paths: DaemonPaths, release: str, version: str, before: str | None) 
     previous = read_link(paths.previous)
     if before == release:
         return InstallResult(release=release, version=version, previous=previous, changed=False)
-    flip_symlink(paths.current, release)
-    crash_point("after-flip")
+    # `previous` first: a crash between the two flips then leaves previous == current
+    # (harmless) instead of a new `current` with no rollback target.
     if before is not None:
         flip_symlink(paths.previous, before)
         previous = before
+    flip_symlink(paths.current, release)
+    crash_point("after-flip")
     prune_releases(paths)
     return InstallResult(release=release, version=version, previous=previous, changed=True)
 

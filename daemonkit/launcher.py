@@ -1,11 +1,14 @@
 """Spawn a detached process: fork, python-daemon's double fork, exec (SPEC §4.7).
 
 The launcher forks a child that enters ``daemon.DaemonContext`` (fork, setsid, fork).
-The final process makes itself a process-group leader, resets its signal state and
-reports over a close-on-exec pipe before it execs::
+The final process makes itself a process-group leader, resets its signal state, runs
+the caller's ``before_exec`` (the pid backend publishes the record there, so a CLI
+killed right after the spawn cannot leave an unrecorded server) and reports over a
+close-on-exec pipe before it execs::
 
     P<pid> <startTicks>\\n     written just before execve
-    E<errno> <text>\\n         written if anything fails; then _exit(127)
+    R<errno> <message>\\n      before_exec failed (its DaemonError message); _exit(127)
+    E<errno> <text>\\n         anything else failed, exec included; then _exit(127)
 
 EOF on the pipe after a ``P`` line means the exec succeeded (the pipe closed on exec).
 The launcher reaps only its own child (the first of the three forks): the final
@@ -17,15 +20,16 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import stat
 import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from daemonkit.errors import SpawnError
+from daemonkit.errors import DaemonError, PidFileError, SpawnError, UnsafeFileError
 from daemonkit.files import open_state_file
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
     from types import ModuleType
 
 __all__ = ["Spawned", "open_log_for_spawn", "spawn_detached", "working_directory"]
@@ -59,12 +63,52 @@ def working_directory(environ: Mapping[str, str]) -> str:
 
 
 def open_log_for_spawn(log: str, previous: str) -> int:
-    """Rotate ``log`` to ``previous`` and create it anew, 0600 (SPEC §4.9)."""
+    """Rotate ``log`` to ``previous`` and create it anew, 0600 (SPEC §4.9).
+
+    Refuses (``UnsafeFileError``) a log that is a symlink, not a regular file or not
+    ours, and another user's file at ``previous``; other failures are ``SpawnError``.
+    """
     try:
-        os.rename(log, previous)
+        info = os.lstat(log)
     except FileNotFoundError:
-        pass
-    return open_state_file(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND)
+        info = None
+    except OSError as exc:
+        raise SpawnError(f"failed to rotate stderr log {log}") from exc
+    if info is not None:
+        if stat.S_ISLNK(info.st_mode):
+            raise UnsafeFileError(f"refusing to use {log}: it is a symbolic link", log)
+        if not stat.S_ISREG(info.st_mode):
+            raise UnsafeFileError(f"refusing to use {log}: not a regular file", log)
+        if info.st_uid != os.geteuid():
+            raise UnsafeFileError(
+                f"refusing to use {log}: owned by uid {info.st_uid}, expected {os.geteuid()}",
+                log,
+            )
+        _refuse_foreign_previous(previous)
+        try:
+            os.rename(log, previous)
+        except OSError as exc:
+            raise SpawnError(f"failed to rotate stderr log {log}") from exc
+    try:
+        return open_state_file(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND)
+    except UnsafeFileError:
+        raise
+    except OSError as exc:
+        raise SpawnError(f"failed to open stderr log {log}") from exc
+
+
+def _refuse_foreign_previous(previous: str) -> None:
+    try:
+        info = os.lstat(previous)
+    except OSError:
+        return
+    if info.st_uid != os.geteuid():
+        raise UnsafeFileError(
+            f"refusing to use {previous}: owned by uid {info.st_uid}, expected {os.geteuid()}",
+            previous,
+        )
+    if stat.S_ISDIR(info.st_mode):
+        raise UnsafeFileError(f"refusing to use {previous}: not a regular file", previous)
 
 
 def spawn_detached(
@@ -74,34 +118,42 @@ def spawn_detached(
     stderr_fd: int,
     cwd: str,
     what: str = "app-server",
+    before_exec: Callable[[int, int], None] | None = None,
 ) -> Spawned:
     """Start ``argv`` as a detached session member and group leader.
 
-    The caller blocks SIGINT/SIGTERM/SIGHUP around this call and the publishing of
-    the pid record. Raises ``SpawnError`` with the child's errno if exec failed.
+    ``before_exec(pid, start_ticks)`` runs in the final process just before exec; a
+    ``DaemonError`` it raises comes back as ``PidFileError`` with its message. The
+    caller blocks SIGINT/SIGTERM/SIGHUP around this call. Raises ``SpawnError`` with
+    the child's errno if anything else failed.
     """
-    # Imported here: python-daemon is needed only on spawn paths, and the CLI's
-    # read-only commands must start fast and work without it (SPEC §11, §12.2).
-    import daemon  # noqa: PLC0415
-
     umask = os.umask(0o077)
     os.umask(umask)
-    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
-    devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    opened: list[int] = []
     try:
+        # Imported here: python-daemon is needed only on spawn paths, and the CLI's
+        # read-only commands must start fast and work without it (SPEC §11, §12.2).
+        import daemon  # noqa: PLC0415
+
+        read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+        opened += [read_fd, write_fd]
+        devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        opened.append(devnull)
         child = os.fork()
         if child == 0:  # pragma: no cover - runs in the forked child, reported over the pipe
             os.close(read_fd)
-            _become_daemon_and_exec(daemon, argv, env, cwd, umask, devnull, stderr_fd, write_fd)
+            _become_daemon_and_exec(
+                daemon, argv, env, cwd, umask, devnull, stderr_fd, write_fd, before_exec
+            )
         os.close(write_fd)
-        write_fd = -1
+        opened.remove(write_fd)
         report = _read_all(read_fd)
         os.waitpid(child, 0)
+    except OSError as exc:
+        raise SpawnError(f"failed to spawn detached {what} process using {argv[0]}") from exc
     finally:
-        os.close(read_fd)
-        os.close(devnull)
-        if write_fd >= 0:
-            os.close(write_fd)
+        for fd in opened:
+            os.close(fd)
     return _parse_report(report, argv[0], what)
 
 
@@ -115,6 +167,10 @@ def _read_all(fd: int) -> bytes:
 def _parse_report(report: bytes, exe: str, what: str) -> Spawned:
     spawned: Spawned | None = None
     for line in report.decode("utf-8", "replace").splitlines():
+        if line.startswith("R"):
+            code, _, text = line[1:].partition(" ")
+            number = int(code) if code.isdigit() else errno.EIO
+            raise PidFileError(text) from OSError(number, os.strerror(number))
         if line.startswith("E"):
             code, _, text = line[1:].partition(" ")
             number = int(code) if code.isdigit() else errno.EIO
@@ -138,6 +194,7 @@ def _become_daemon_and_exec(
     devnull: int,
     stderr_fd: int,
     report_fd: int,
+    before_exec: Callable[[int, int], None] | None,
 ) -> None:
     """Run in the forked child; never returns."""
     try:
@@ -162,15 +219,32 @@ def _become_daemon_and_exec(
         # Now the grandchild: a session member, not its leader, so it can lead a
         # process group of its own and can never acquire a controlling terminal.
         os.setpgid(0, 0)
+        ticks = _own_start_ticks()
+        if before_exec is not None:
+            # Before the signal reset: Python's ignored SIGXFSZ turns a write past
+            # RLIMIT_FSIZE into EFBIG we can report, not a silent death.
+            try:
+                before_exec(os.getpid(), ticks)
+            except DaemonError as exc:
+                _report_record_failure(report_fd, exc)
+                os._exit(_EXIT_FAILED)
         _reset_signals()
         for fd in (0, 1, 2):
             os.set_inheritable(fd, True)
-        ticks = _own_start_ticks()
         os.write(report_fd, f"P{os.getpid()} {ticks}\n".encode())
         os.execve(argv[0], list(argv), dict(env))  # noqa: S606 - exec is the launcher's job
     except BaseException as exc:
         _report_failure(report_fd, exc)
     os._exit(_EXIT_FAILED)
+
+
+def _report_record_failure(report_fd: int, exc: DaemonError) -> None:
+    cause = exc.__cause__
+    number = cause.errno if isinstance(cause, OSError) and cause.errno else errno.EIO
+    try:
+        os.write(report_fd, f"R{number} {exc.message}\n".encode("utf-8", "replace"))
+    except OSError:
+        pass
 
 
 def _report_failure(report_fd: int, exc: BaseException) -> None:

@@ -97,6 +97,7 @@ def read_codex_version(path: str, env: Mapping[str, str] | None = None) -> str:
     # subprocess costs more start-up time than the rest of `version`; with the version
     # cache warm, most commands never get here.
     import subprocess  # noqa: PLC0415
+
     try:
         result = subprocess.run(
             [path, "--version"],

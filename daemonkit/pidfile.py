@@ -19,7 +19,7 @@ from enum import Enum, auto
 from typing import TYPE_CHECKING
 
 from daemonkit.errors import LockTimeoutError, PidFileError, PidRecordError, UnsafeFileError
-from daemonkit.files import read_state_file, write_atomic
+from daemonkit.files import AtomicWriteError, read_state_file, write_atomic
 from daemonkit.locks import acquire_lock, is_locked_elsewhere, open_lock_file, try_lock
 from daemonkit.pidrecord import PidRecord, parse_pid_record
 from daemonkit.procinfo import ProcessSnapshot, inspect_process, record_matches
@@ -37,6 +37,7 @@ __all__ = [
     "remove_record_if_unchanged",
     "reserve_pid_file",
     "wait_for_record",
+    "write_record",
 ]
 
 PID_LOCK_TIMEOUT_S = 10.0
@@ -220,6 +221,19 @@ def wait_for_record(paths: PidPaths) -> PidState:
     return state
 
 
+def write_record(paths: PidPaths, record: PidRecord) -> None:
+    """Write ``R.tmp`` and rename it onto ``R`` (SPEC §4.6 step 6).
+
+    The caller holds the reservation lock (or is the process its holder launched).
+    """
+    try:
+        write_atomic(paths.record, paths.tmp, record.to_bytes(), durable=False)
+    except AtomicWriteError as exc:
+        if exc.step == "temp":
+            raise PidFileError(f"failed to write pid temp file {paths.tmp}") from exc
+        raise PidFileError(f"failed to publish pid file {paths.record}") from exc
+
+
 class Reservation:
     """An empty record created with O_EXCL, held under the reservation lock.
 
@@ -232,15 +246,9 @@ class Reservation:
         self._lock_fd: int | None = lock_fd
 
     def publish(self, record: PidRecord) -> None:
-        """Atomically replace the reservation with ``record`` (SPEC §4.6 step 6)."""
+        """Atomically replace the reservation with ``record`` and release the lock."""
         try:
-            write_atomic(self.paths.record, self.paths.tmp, record.to_bytes(), durable=False)
-        except UnsafeFileError:
-            raise
-        except OSError as exc:
-            if not os.path.exists(self.paths.tmp):
-                raise PidFileError(f"failed to publish pid file {self.paths.record}") from exc
-            raise PidFileError(f"failed to write pid temp file {self.paths.tmp}") from exc
+            write_record(self.paths, record)
         finally:
             self.release()
 

@@ -162,9 +162,7 @@ class WebSocketConnection:
         fail = f"failed to upgrade {self._path}"
         try:
             self._send(request.encode("ascii"))
-            while b"\r\n\r\n" not in self._buffer:
-                if len(self._buffer) > MAX_HEADER_BYTES:
-                    raise ProbeError(fail) from ValueError("response headers too large")
+            while b"\r\n\r\n" not in self._buffer and len(self._buffer) <= MAX_HEADER_BYTES:
                 self._recv_some()
         except _DeadlineError:
             raise ProbeTimeoutError(
@@ -174,6 +172,8 @@ class WebSocketConnection:
             raise ProbeError(fail) from ConnectionError("connection closed during upgrade")
         except OSError as exc:
             raise ProbeError(fail) from exc
+        if b"\r\n\r\n" not in self._buffer:
+            raise ProbeError(fail) from ValueError("response headers too large")
         end = self._buffer.index(b"\r\n\r\n")
         head = bytes(self._buffer[:end]).decode("latin-1")
         # Bytes after the header block already belong to the first frame.
@@ -223,6 +223,8 @@ class WebSocketConnection:
             raise ProbeTimeoutError(
                 f"timed out probing app-server control socket {self._path}"
             ) from None
+        except ProbeError:
+            raise
         except OSError as exc:
             raise ProbeError("app-server closed the control socket") from exc
 
@@ -252,6 +254,8 @@ class WebSocketConnection:
             raise ProbeTimeoutError(f"timed out waiting for {waiting_for}") from None
         except _ClosedError:
             raise ProbeError("app-server closed the control socket") from None
+        except ProbeError:
+            raise
         except OSError as exc:
             raise ProbeError("app-server closed the control socket") from exc
 

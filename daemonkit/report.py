@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from daemonkit import __version__
 from daemonkit.environment import child_environment
-from daemonkit.errors import DaemonError, ProbeError, describe_exception
+from daemonkit.errors import DaemonError, ProbeError, UnsafeFileError, describe_exception
 from daemonkit.files import read_state_file
 from daemonkit.intent import read_desired_state
 from daemonkit.logtail import read_tail
@@ -123,8 +123,11 @@ def collect_status(paths: DaemonPaths, environ: Mapping[str, str]) -> StatusOutp
 def _log_file(path: str, limit: int, warnings: list[str]) -> LogFile:
     try:
         result = read_tail(path, limit)
+    except UnsafeFileError as exc:
+        warnings.append(describe_exception(exc))  # the message names the path already
+        result = None
     except OSError as exc:
-        warnings.append(describe_exception(exc))
+        warnings.append(f"failed to read {path}: {describe_exception(exc)}")
         result = None
     if result is None:
         return LogFile(path=path, size_bytes=None, tail=None)

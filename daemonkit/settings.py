@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from daemonkit.errors import SettingsError, UnsafeFileError, describe_chain
-from daemonkit.files import read_state_file, write_atomic
+from daemonkit.files import AtomicWriteError, read_state_file, write_atomic
 
 __all__ = [
     "Channel",
@@ -218,5 +218,7 @@ def update_settings(path: str, tmp: str, changes: dict[str, object]) -> None:
         write_atomic(path, tmp, data, durable=True, crash_at="after-settings-tmp")
     except UnsafeFileError:
         raise
-    except OSError as exc:
+    except AtomicWriteError as exc:
+        if exc.step == "temp":
+            raise SettingsError(f"failed to write settings temp file {tmp}") from exc
         raise SettingsError(f"failed to write settings {path}") from exc

@@ -347,11 +347,16 @@ class Home:
             for stream in (process.stdout, process.stderr):
                 if stream is not None:
                     stream.close()
-        # Detached processes are reaped by init, which can take a moment.
+        # Detached processes are reaped by init, which can take a moment; so can the
+        # children of a killed group.
         deadline = time.monotonic() + 5
         while any(is_alive(pid) for pid in killed) and time.monotonic() < deadline:
             time.sleep(POLL_S)
+        grace = time.monotonic() + 1
         leaked = marked_pids(self.mark)
+        while leaked and killed and time.monotonic() < grace:
+            time.sleep(POLL_S)
+            leaked = marked_pids(self.mark)
         for pid in leaked:
             try:
                 os.kill(pid, signal.SIGKILL)
