@@ -62,18 +62,23 @@ class LifecycleOutput:
     app_server_version: str | None = None  # omitted for stopped / notRunning
 
     def to_json(self) -> dict[str, object]:
-        out: dict[str, object] = {"status": self.status.value}
-        if self.managed:
-            out["backend"] = BACKEND_PID
-        if self.pid is not None:
-            out["pid"] = self.pid
-        out["managedCodexPath"] = self.managed_codex_path
-        out["managedCodexVersion"] = self.managed_codex_version
-        out["socketPath"] = self.socket_path
-        out["cliVersion"] = self.cli_version
-        if self.app_server_version is not None:
-            out["appServerVersion"] = self.app_server_version
-        return out
+        return _server_json(self)
+
+
+def _server_json(output: LifecycleOutput | StatusOutput) -> dict[str, object]:
+    """The keys lifecycle and status outputs share, in upstream order (SPEC §2.3)."""
+    out: dict[str, object] = {"status": output.status.value}
+    if output.managed:
+        out["backend"] = BACKEND_PID
+    if output.pid is not None:
+        out["pid"] = output.pid
+    out["managedCodexPath"] = output.managed_codex_path
+    out["managedCodexVersion"] = output.managed_codex_version
+    out["socketPath"] = output.socket_path
+    out["cliVersion"] = output.cli_version
+    if output.app_server_version is not None:
+        out["appServerVersion"] = output.app_server_version
+    return out
 
 
 class RemoteControlStatus(StrEnum):
@@ -175,17 +180,7 @@ class StatusOutput:
     warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, object]:
-        out: dict[str, object] = {"status": self.status.value}
-        if self.managed:
-            out["backend"] = BACKEND_PID
-        if self.pid is not None:
-            out["pid"] = self.pid
-        out["managedCodexPath"] = self.managed_codex_path
-        out["managedCodexVersion"] = self.managed_codex_version
-        out["socketPath"] = self.socket_path
-        out["cliVersion"] = self.cli_version
-        if self.app_server_version is not None:
-            out["appServerVersion"] = self.app_server_version
+        out = _server_json(self)
         out["remoteControlEnabled"] = self.remote_control_enabled
         out["desiredState"] = self.desired_state
         out["updater"] = self.updater.to_json()
