@@ -41,6 +41,10 @@ class RelayedOutput:
         return self.value
 
 
+class _NoListenerError(UpdaterError):
+    """No updater listened, so the request never left this process."""
+
+
 def _confirmed(assume_yes: bool) -> bool:
     """Ask only a person at a terminal; scripts and SSH clients are never prompted."""
     if assume_yes or not (sys.stdin.isatty() and sys.stderr.isatty()):
@@ -51,15 +55,18 @@ def _confirmed(assume_yes: bool) -> bool:
     return answer in ("y", "yes")
 
 
-def _connect(path: str) -> socket.socket:
+def _connect(path: str, paths: DaemonPaths) -> socket.socket:
+    """Connect, retrying for 10 s while a fresh updater binds (SPEC §2.11 step 5)."""
     deadline = time.monotonic() + CONNECT_RETRY_S
     delay = 0.005
     while True:
         try:
             return connect_unix(path, CONNECT_RETRY_S)
         except OSError as exc:
-            if time.monotonic() >= deadline:
-                raise UpdaterError(f"failed to connect to updater request socket {path}") from exc
+            if time.monotonic() >= deadline or not is_updater_active(paths):
+                raise _NoListenerError(
+                    f"failed to connect to updater request socket {path}"
+                ) from exc
         time.sleep(delay)
         delay = min(delay * 2, 0.1)
 
@@ -84,15 +91,11 @@ def _read_reply(sock: socket.socket, paths: DaemonPaths) -> bytes:
             raise UpdaterError("updater reply exceeds 1 MiB")
 
 
-def request_update(
-    paths: DaemonPaths, environ: Mapping[str, str], *, assume_yes: bool
-) -> RelayedOutput:
-    settings = load_settings(paths.settings)
-    if not _confirmed(assume_yes):
-        raise UpdaterError("update cancelled")
+def _ask(paths: DaemonPaths, environ: Mapping[str, str], *, once: bool) -> bytes:
+    """Find or spawn the updater, send ``update``, and return its raw reply."""
     if not is_updater_active(paths):
-        spawn_updater(paths, environ, once=not settings.auto_update_enabled)
-    sock = _connect(paths.updater_socket)
+        spawn_updater(paths, environ, once=once)
+    sock = _connect(paths.updater_socket, paths)
     try:
         sock.sendall(b"update\n")
         raw = _read_reply(sock, paths)
@@ -102,6 +105,21 @@ def request_update(
         sock.close()
     if not raw:
         raise UpdaterError("updater exited before answering the update request")
+    return raw
+
+
+def request_update(
+    paths: DaemonPaths, environ: Mapping[str, str], *, assume_yes: bool
+) -> RelayedOutput:
+    settings = load_settings(paths.settings)
+    if not _confirmed(assume_yes):
+        raise UpdaterError("update cancelled")
+    try:
+        raw = _ask(paths, environ, once=not settings.auto_update_enabled)
+    except _NoListenerError:
+        # A one-shot updater may have answered someone else and exited between our
+        # check and our connect: nothing received our request, so asking anew is safe.
+        raw = _ask(paths, environ, once=not settings.auto_update_enabled)
     try:
         reply = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:

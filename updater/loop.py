@@ -313,6 +313,14 @@ class Updater:
             conn.close()
             self.log.event("shutdown_requested", signal="SIGTERM")
             return 0
+        self._reply(conn, report)
+        if self.once:
+            report.release()
+            self._serve_queued()
+            return 0
+        return self._finish(report)
+
+    def _reply(self, conn: socket.socket, report: CycleReport) -> None:
         self.save()
         if report.error is not None:
             send_reply(conn, encode_err(error_text(report.error)))
@@ -320,10 +328,28 @@ class Updater:
             send_reply(conn, encode_ok(report.output.to_json()))
         else:
             conn.close()  # pragma: no cover - requested cycles always report
-        if self.once:
+
+    def _serve_queued(self) -> None:
+        """Answer every client already queued before a one-shot updater exits.
+
+        Closing the listener would reset their connections with their request sent.
+        """
+        server = self.server
+        while server is not None and select.select([server.fileno()], [], [], 0)[0]:
+            accepted = server.accept()
+            if accepted is None:
+                continue
+            conn, request = accepted
+            if request is Request.UNKNOWN:
+                send_reply(conn, encode_err("unknown updater request"))
+                continue
+            try:
+                report = self._cycle(requested=True)
+            except ShutdownRequestedError:
+                conn.close()
+                return
+            self._reply(conn, report)
             report.release()
-            return 0
-        return self._finish(report)
 
     def _finish(self, report: CycleReport) -> int | None:
         """Re-exec if the cycle says so (still holding daemon.lock), else release it."""

@@ -294,6 +294,7 @@ def test_installer_failure_is_relayed_as_the_error(
     # The updater's `Err` text, relayed unchanged after `Error: `.
     assert result.stderr == "Error: standalone Codex updater exited with status exit status: 3\n"
     assert "installer broke" not in result.stderr, "installer output goes to the updater log"
+    assert b"installer broke" in (read_regular(home.paths.updater.log) or b"")
     assert home.record_pid() == server
     assert os.readlink(home.paths.current) == str(release_dir(home, "1.0.0"))
     scheduled_updater(home)
