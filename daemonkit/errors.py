@@ -21,6 +21,7 @@ in so that ``except OSError`` or ``except TimeoutError`` in callers keeps workin
     ├── UnmanagedServerError       a server answers but no pid record manages it
     ├── ManagedCodexError          the managed Codex binary is missing or misbehaves
     ├── InstallError               an install (npm or script channel) failed
+    │   └── VerificationError      the candidate release failed its --version check
     ├── RpcError                   a JSON-RPC request on the control socket failed
     ├── UpdaterError               the updater could not be reached or answered an error
     └── InterruptedByUserError     SIGINT, SIGTERM or SIGHUP reached the CLI
@@ -56,6 +57,7 @@ __all__ = [
     "UnmanagedServerError",
     "UnsafeFileError",
     "UpdaterError",
+    "VerificationError",
     "describe_chain",
     "describe_exception",
     "render_error",
@@ -143,6 +145,14 @@ class ManagedCodexError(DaemonError):
 
 class InstallError(DaemonError):
     """Installing a Codex release through a channel failed."""
+
+
+class VerificationError(InstallError):
+    """A candidate release did not prove it runs; ``release`` names it."""
+
+    def __init__(self, message: str, release: str) -> None:
+        super().__init__(message)
+        self.release = release
 
 
 class RpcError(DaemonError):

@@ -26,7 +26,7 @@ import threading
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING
 
-from daemonkit.errors import InstallError, ManagedCodexError
+from daemonkit.errors import InstallError, ManagedCodexError, VerificationError
 from daemonkit.files import fsync_dir
 from daemonkit.hooks import crash_point
 from daemonkit.locks import held_lock
@@ -111,17 +111,20 @@ def _release_binary(release: str) -> str | None:
 
 
 def _verify(release: str, env: Mapping[str, str], expected: str | None) -> str:
+    """Run the candidate's own ``--version``; a failure names the release."""
     binary = _release_binary(release)
     if binary is None:
-        raise InstallError(f"installed Codex {release} failed verification") from FileNotFoundError(
-            2, "No such file or directory"
-        )
+        raise VerificationError(
+            f"installed Codex {release} failed verification", release
+        ) from FileNotFoundError(2, "No such file or directory")
     try:
         got = read_codex_version(binary, env)
     except ManagedCodexError as exc:
-        raise InstallError(f"installed Codex {binary} failed verification") from exc
+        raise VerificationError(f"installed Codex {binary} failed verification", release) from exc
     if expected is not None and not versions_equal(got, expected):
-        raise InstallError(f"staged Codex {binary} reported version {got}, expected {expected}")
+        raise VerificationError(
+            f"staged Codex {binary} reported version {got}, expected {expected}", release
+        )
     return got
 
 
@@ -241,7 +244,8 @@ def install_npm(
 
 def fetch_script(url: str) -> bytes:
     """GET the installer script (60 s, at most 1 MiB) with the stdlib client."""
-    import urllib.error  # noqa: PLC0415 - urllib.request is slow to import; install only
+    import http.client  # noqa: PLC0415 - urllib.request is slow to import; install only
+    import urllib.error  # noqa: PLC0415
     import urllib.request  # noqa: PLC0415
 
     try:
@@ -250,11 +254,19 @@ def fetch_script(url: str) -> bytes:
             if not 200 <= status < 300:
                 raise InstallError(f"standalone Codex updater request failed with status {status}")
             body: bytes = response.read(SCRIPT_MAX_BYTES + 1)
+            # http.client returns a short body without complaint when the peer closes
+            # before Content-Length; half a shell script must never reach /bin/sh.
+            missing = getattr(response, "length", None)
+            if len(body) <= SCRIPT_MAX_BYTES and isinstance(missing, int) and missing > 0:
+                raise InstallError(
+                    "failed to fetch standalone Codex updater: connection closed after "
+                    f"{len(body)} bytes, {missing} more expected"
+                )
     except urllib.error.HTTPError as exc:
         raise InstallError(
             f"standalone Codex updater request failed with status {exc.code}"
         ) from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         raise InstallError(f"failed to fetch standalone Codex updater: {reason}") from None
     if len(body) > SCRIPT_MAX_BYTES:

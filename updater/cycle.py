@@ -45,6 +45,7 @@ from daemonkit.errors import (
     ProbeError,
     UnmanagedServerError,
     UpdaterError,
+    VerificationError,
 )
 from daemonkit.hooks import time_scale
 from daemonkit.install import flip_symlink, read_link
@@ -222,6 +223,10 @@ class Cycle:
         try:
             report = self._run()
         except (DaemonError, OSError) as exc:
+            if isinstance(exc, VerificationError):
+                # A release that cannot even report its version is not tried again
+                # by scheduled cycles for a day (SPEC §8.10).
+                self._quarantine(exc.release)
             self.log.stage(stage, started, exc)
             self._record(CycleResult.FAILED, exc)
             return CycleReport(error=exc)
@@ -407,14 +412,17 @@ class Cycle:
         self.log.stage("restart", started)
         return _Attempt(outcome=RestartOutcome.RESTARTED, pid=pid)
 
+    def _quarantine(self, release: str) -> None:
+        until = now_ms() + int(QUARANTINE_S * self.scale * 1000)
+        self.state.quarantine[os.path.basename(release)] = until
+        self.log.event("quarantined", release=release, untilMs=until)
+
     def _roll_back(
         self, settings: Settings, installed: str, release: str, cause: BaseException
     ) -> _Attempt:
         """SPEC §8.7: quarantine, flip back to ``previous``, start it; still under the lock."""
         started = time.monotonic()
-        until = now_ms() + int(QUARANTINE_S * self.scale * 1000)
-        self.state.quarantine[os.path.basename(release)] = until
-        self.log.event("quarantined", release=release, untilMs=until)
+        self._quarantine(release)
         previous = read_link(self.paths.previous)
         if previous is None or previous == release or not _release_has_binary(previous):
             self.log.stage("rollback", started, cause)

@@ -43,6 +43,10 @@ FIGURES = (
     "descriptor_exhaustion_tried",
     "descriptor_exhaustion_safe",
     "fd_hygiene_checks",
+    "updater_faults_tried",
+    "updater_faults_safe",
+    "update_storm_operations",
+    "update_storm_invariant_checks",
 )
 
 

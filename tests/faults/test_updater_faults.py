@@ -27,7 +27,6 @@ import http.server
 import json
 import os
 import signal
-import subprocess
 import sys
 import textwrap
 import threading
@@ -37,10 +36,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.faults.figures import FIGURES, Figures, figures_path
+from tests.faults.figures import Figures
 from tests.harness import FAKE_SOURCE, TARGET, is_alive, marked_pids, read_regular, wait_for
 
 if TYPE_CHECKING:
+    import subprocess
     from collections.abc import Iterator
 
     from tests.harness import Home
@@ -56,26 +56,9 @@ INSTALLER_GONE_S = 10.0
 # -- figures ----------------------------------------------------------------------------------
 
 
-class FaultFigures(Figures):
-    """figures.py's counters, plus this file's own (not yet in ``FIGURES``)."""
-
-    def add(self, figure: str, count: int = 1) -> None:
-        if figure in FIGURES:
-            super().add(figure, count)
-            return
-        line = json.dumps({"figure": figure, "count": count, "test": self.test}, separators=(",", ":"))
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
-        try:
-            os.write(fd, (line + "\n").encode())
-        finally:
-            os.close(fd)
-
-
 @pytest.fixture
-def figures(
-    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
-) -> FaultFigures:
-    return FaultFigures(figures_path(tmp_path_factory), request.node.nodeid)
+def figures(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Figures:
+    return Figures.for_test(tmp_path_factory, request)
 
 
 # -- a loopback install-script server that can also cut its answers ---------------------------
@@ -340,10 +323,14 @@ def fault_setup(home: Home, server: ScriptServer, fault: str) -> Fault:
     match fault:
         case "script-exits-3":
             server.script = install_script(stage_payload(home, "1.1.0"), "1.1.0", after="exit 3")
-            return Fault(fault, "standalone Codex updater exited with status exit status: 3", "failed")
+            return Fault(
+                fault, "standalone Codex updater exited with status exit status: 3", "failed"
+            )
         case "version-exits-1" | "not-executable" | "zero-bytes":
-            binary = "fake" if fault == "version-exits-1" else fault
-            payload = stage_payload(home, "1.1.0", binary, version_exit=1)
+            if fault == "version-exits-1":
+                payload = stage_payload(home, "1.1.0", version_exit=1)
+            else:
+                payload = stage_payload(home, "1.1.0", fault)
             server.script = install_script(payload, "1.1.0")
             return Fault(fault, f"installed Codex {release}/codex failed verification", "failed")
         case "short-body" | "chunked-cut":
@@ -381,7 +368,7 @@ FAULTS = [
 def test_updater_fault_keeps_or_restores_the_service(
     fake_home: Home,
     script_server: ScriptServer,
-    figures: FaultFigures,
+    figures: Figures,
     fault_name: str,
     driver: str,
 ) -> None:
@@ -428,7 +415,7 @@ def test_updater_fault_keeps_or_restores_the_service(
 def test_sigterm_while_the_installer_hangs_kills_its_group_and_keeps_the_service(
     fake_home: Home,
     script_server: ScriptServer,
-    figures: FaultFigures,
+    figures: Figures,
     driver: str,
     flipped: bool,
 ) -> None:

@@ -13,6 +13,7 @@ middle of a frame, a silent peer, arbitrary bytes) may only raise ``ProbeError``
 
 from __future__ import annotations
 
+import itertools
 import json
 import socket
 import struct
@@ -29,13 +30,13 @@ from daemonkit.probe import MAX_MESSAGE_BYTES, WebSocketConnection
 
 pytestmark = pytest.mark.timeout(180)
 
-FAST = settings(max_examples=150, deadline=None, database=None)
-SLOW = settings(max_examples=25, deadline=None, database=None)
+FAST = settings(max_examples=100, deadline=None, database=None)
+SLOW = settings(max_examples=15, deadline=None, database=None)
 
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 SOCKET_PATH = "/nonexistent/app-server-control.sock"  # only named in error texts
 DEADLINE_S = 5.0  # generous: a healthy read takes milliseconds
-SILENT_DEADLINE_S = 0.2
+SILENT_DEADLINE_S = 0.1
 SLACK_S = 1.0
 
 
@@ -98,7 +99,7 @@ def split(draw: st.DrawFn, data: bytes, max_parts: int = 5) -> list[bytes]:
     """``data`` cut into 1..max_parts pieces (empty pieces allowed; UTF-8 may be cut)."""
     cuts = sorted(draw(st.lists(st.integers(0, len(data)), max_size=max_parts - 1)))
     bounds = [0, *cuts, len(data)]
-    return [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    return [data[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 json_scalars = (
@@ -115,7 +116,9 @@ json_values = st.recursive(
     ),
     max_leaves=15,
 )
-json_messages = st.dictionaries(st.text(max_size=8), json_values, max_size=5)
+json_messages: st.SearchStrategy[dict[str, object]] = st.dictionaries(
+    st.text(max_size=8), json_values, max_size=5
+)
 
 
 @dataclass

@@ -1,0 +1,431 @@
+"""A seeded storm of lifecycle commands *and updates*, with the invariants checked after each.
+
+Issue 7, SPEC §2.11, §5, §8.1, §8.6, §13.3 rows 10-11, §13.9 rows 34-37. Like
+test_storm.py, but auto-update is on: ``start`` and ``restart`` keep an updater running,
+its scheduled cycles run every 0.6 s (``CODEX_DAEMONKIT_TIME_SCALE=0.01``), and
+``update --yes`` is one of the storm's commands. The loopback install script alternates
+between reinstalling the release it installed last and installing the next one
+(1.0.0, 1.0.1, ... 1.0.4, then only reinstalls), so updates restart the server onto new
+versions while the workers start, stop and restart it.
+
+After every command:
+
+- at most one fake app-server and at most one updater (``python -m updater run``) are
+  alive for the home (this test's marked processes, read from /proc);
+- the output is one JSON object with an expected status on exit 0, or a well-formed
+  ``Error:`` on exit 1 with nothing on stdout, never a traceback; every command here
+  is expected to succeed;
+- whenever the test can take ``daemon.lock`` itself (no lifecycle command and no
+  updater restart in flight), the app-server record is absent and nothing runs, or it
+  names the one live server with its /proc identity; the updater record names the one
+  live updater with its identity, or no updater runs.
+
+At the end ``stop`` and the updater's SIGTERM leave no process of this test alive.
+Seed: ``DK_STORM_SEED`` (default below); a failure prints it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import http.server
+import json
+import os
+import random
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.faults.figures import Figures
+from tests.harness import FAKE_SOURCE, TARGET, Result, marked_pids, read_regular, wait_for
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from tests.harness import Home
+
+pytestmark = pytest.mark.timeout(150)
+
+SEED = int(os.environ.get("DK_STORM_SEED", "20240607"))
+WORKERS = 4
+OPERATIONS = 60
+COMMANDS = ("start", "stop", "restart", "status", "update")
+WEIGHTS = (3, 2, 2, 1, 3)
+STATUSES = {
+    "start": {"started", "alreadyRunning"},
+    "stop": {"stopped", "notRunning"},
+    "restart": {"restarted"},
+    "status": {"running", "starting", "notReady", "notRunning"},
+    "update": {"updated", "noUpdate"},
+}
+TIME_SCALE = "0.005"  # first cycle 1.5 s after the updater starts, then one every 0.3 s
+LAST_MINOR = 6  # releases 1.0.0 .. 1.0.6
+# An updater seen alive without a record may be between removing its record and exiting.
+EXITING_UPDATER_S = 2.0
+
+
+# -- figures ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def figures(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Figures:
+    return Figures.for_test(tmp_path_factory, request)
+
+
+# -- the alternating install script -----------------------------------------------------------
+
+
+def stage_payload(home: Home, version: str) -> Path:
+    payload = home.root / "dist" / version
+    payload.mkdir(parents=True, exist_ok=True)
+    source = FAKE_SOURCE.read_text().splitlines(keepends=True)
+    (payload / "codex").write_text(f"#!{sys.executable}\n" + "".join(source[1:]))
+    (payload / "codex").chmod(0o755)
+    (payload / "fake-codex.json").write_text(json.dumps({"version": version}))
+    return payload
+
+
+def install_script(payload: Path, version: str) -> str:
+    release = f'"$P/releases/{version}-{TARGET}"'
+    return textwrap.dedent(
+        f"""\
+        set -eu
+        P="$CODEX_HOME/packages/standalone"
+        mkdir -p {release}
+        cp "{payload}/codex" {release}/codex.new
+        mv -f {release}/codex.new {release}/codex
+        cp "{payload}/fake-codex.json" {release}/fake-codex.json
+        ln -sfn {release} "$P/current.new"
+        mv -Tf "$P/current.new" "$P/current"
+        """
+    )
+
+
+class AlternatingScripts:
+    """Serves ``/install.sh``: odd fetches reinstall the last version, even ones the next."""
+
+    def __init__(self, home: Home) -> None:
+        self.home = home
+        self.minor = 0
+        self.fetches = 0
+        self.installed: list[str] = []
+        self.payloads = {m: stage_payload(home, f"1.0.{m}") for m in range(LAST_MINOR + 1)}
+        self.lock = threading.Lock()
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = server.next_script().encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/x-sh")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def next_script(self) -> str:
+        with self.lock:
+            self.fetches += 1
+            if self.fetches % 2 == 0 and self.minor < LAST_MINOR:
+                self.minor += 1
+            version = f"1.0.{self.minor}"
+            self.installed.append(version)
+            return install_script(self.payloads[self.minor], version)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/install.sh"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture
+def storm_home(home: Home) -> Iterator[tuple[Home, AlternatingScripts]]:
+    home.install_fake("1.0.0")
+    scripts = AlternatingScripts(home)
+    settings = {
+        "shutdownGraceSeconds": 5,
+        "updater": {
+            "installScriptUrl": scripts.url,
+            "autoUpdateEnabled": True,
+            "updateIntervalMinutes": 1,
+        },
+    }
+    os.makedirs(home.paths.state_dir, mode=0o700, exist_ok=True)
+    Path(home.paths.settings).write_text(json.dumps(settings))
+    os.chmod(home.paths.settings, 0o600)
+    home.extra_env["CODEX_DAEMONKIT_TEST_HOOKS"] = "1"
+    home.extra_env["CODEX_DAEMONKIT_TIME_SCALE"] = TIME_SCALE
+    try:
+        yield home, scripts
+    finally:
+        scripts.close()
+
+
+# -- observing the home -----------------------------------------------------------------------
+
+
+def cmdline(pid: int) -> list[bytes]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return []
+
+
+def parent_pid(pid: int) -> int | None:
+    try:
+        data = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    return int(data[data.rfind(b")") + 2 :].split()[1])
+
+
+def alive_by_kind(home: Home) -> tuple[list[int], list[int]]:
+    """(app-servers, updaters) alive among this test's marked processes.
+
+    A child the updater forked (``sh`` for ``--version``, ``subprocess`` for the
+    installer) carries the updater's command line until it execs: a process whose
+    parent is an updater is that parent's child, not a second updater.
+    """
+    servers, updaters = [], []
+    for pid in marked_pids(home.mark):
+        argv = cmdline(pid)
+        if b"app-server" in argv:
+            servers.append(pid)
+        elif argv[1:4] == [b"-m", b"updater", b"run"]:
+            updaters.append(pid)
+    updaters = [pid for pid in updaters if parent_pid(pid) not in updaters]
+    return sorted(servers), sorted(updaters)
+
+
+def start_ticks(pid: int) -> int:
+    data = Path(f"/proc/{pid}/stat").read_bytes()
+    return int(data[data.rfind(b")") + 2 :].split()[19])
+
+
+def boot_id() -> str:
+    return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+
+
+def run_cli(home: Home, *args: str) -> Result:
+    done = subprocess.run(
+        home.argv(*args),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        env=home.env(),
+        timeout=120,
+        check=False,
+    )
+    return Result(done.returncode, done.stdout.decode(), done.stderr.decode())
+
+
+@contextmanager
+def try_operation_lock(home: Home) -> Iterator[bool]:
+    """Hold ``daemon.lock`` for the block if it is free right now (never waits)."""
+    try:
+        fd = os.open(home.paths.operation_lock, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        yield False
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)  # closing releases the flock
+
+
+@dataclass
+class Storm:
+    home: Home
+    seed: int
+    log: list[str] = field(default_factory=list)
+    operations: int = 0
+    checks: int = 0
+    quiet_checks: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def fail(self, message: str) -> None:
+        self.failures.append(f"{message} (seed {self.seed}; last ops: {self.log[-8:]})")
+
+    def check_result(self, command: str, result: Result) -> None:
+        self.checks += 1
+        if "Traceback" in result.stderr:
+            self.fail(f"{command}: traceback: {result.stderr}")
+        if result.returncode == 0:
+            lines = result.stdout.splitlines()
+            if len(lines) != 1:
+                self.fail(f"{command}: expected one JSON line, got {result.stdout!r}")
+                return
+            try:
+                value = json.loads(lines[0])
+            except ValueError:
+                self.fail(f"{command}: stdout is not JSON: {result.stdout!r}")
+                return
+            status = value.get("status") if isinstance(value, dict) else None
+            if status not in STATUSES[command]:
+                self.fail(f"{command}: unexpected output {value!r}")
+            key = f"{command}:{status}"
+            self.outcomes[key] = self.outcomes.get(key, 0) + 1
+        elif result.returncode == 1:
+            if result.stdout != "" or not result.stderr.startswith("Error: "):
+                self.fail(f"{command}: malformed error: {result!r}")
+            else:
+                self.fail(f"{command} failed: {result.stderr!r}")
+        else:
+            self.fail(f"{command}: exit {result.returncode}: {result!r}")
+
+    def check_state(self) -> None:
+        with self.lock:
+            servers, updaters = alive_by_kind(self.home)
+            self.checks += 1
+            if len(servers) > 1:
+                self.fail(f"{len(servers)} app-servers alive at once: {servers}")
+            if len(updaters) > 1:
+                self.fail(f"{len(updaters)} updaters alive at once: {updaters}")
+            with try_operation_lock(self.home) as quiet:
+                if quiet:
+                    self.quiet_checks += 1
+                    self._check_server_record()
+            self._check_updater_record()
+
+    def _check_server_record(self) -> None:
+        home = self.home
+        servers, _ = alive_by_kind(home)
+        raw = read_regular(home.paths.app_server.record)
+        self.checks += 1
+        if raw is None:
+            if servers:
+                self.fail(f"app-servers {servers} run without a record")
+            return
+        try:
+            record = json.loads(raw)
+            identity = record["processIdentity"]
+            pid = record["pid"]
+        except (ValueError, KeyError, TypeError):
+            self.fail(f"the app-server record is not a complete record: {raw!r}")
+            return
+        if servers != [pid]:
+            self.fail(f"the record names {pid}, the live app-servers are {servers}")
+            return
+        try:
+            seen = (boot_id(), start_ticks(pid))
+        except OSError:
+            self.fail(f"the recorded server {pid} vanished")
+            return
+        if (identity.get("bootId"), identity.get("startTicks")) != seen:
+            self.fail(f"the record's identity {identity} is not /proc's {seen}")
+
+    def _check_updater_record(self) -> None:
+        """The updater record is not under daemon.lock: `update` spawns without it."""
+        home = self.home
+        self.checks += 1
+        _, updaters = alive_by_kind(home)
+        raw = read_regular(home.paths.updater.record)
+        if raw == b"":
+            return  # a reservation: an updater is being spawned right now
+        if raw is None:
+            if updaters:
+                # Maybe exiting (it removes its record first); it must then be gone soon.
+                deadline = time.monotonic() + EXITING_UPDATER_S
+                while alive_by_kind(home)[1] and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                if alive_by_kind(home)[1]:
+                    self.fail(f"updaters {updaters} run without a record")
+                else:
+                    self.log.append(f"an updater exited: {updaters}")
+            return
+        try:
+            record = json.loads(raw)
+            pid = record["pid"]
+            ticks = record["processIdentity"]["startTicks"]
+        except (ValueError, KeyError, TypeError):
+            self.fail(f"the updater record is not a complete record: {raw!r}")
+            return
+        if updaters and updaters != [pid]:
+            self.fail(f"the updater record names {pid}, the live updaters are {updaters}")
+            return
+        if updaters:
+            try:
+                if start_ticks(pid) != ticks:
+                    self.fail(f"the updater record's start ticks {ticks} are not /proc's")
+            except OSError:
+                pass  # exited between the two reads
+
+
+def run_storm(storm: Storm) -> None:
+    def worker(index: int) -> None:
+        rng = random.Random(f"{storm.seed}-update-{index}")
+        for _ in range(OPERATIONS // WORKERS):
+            if storm.failures:
+                return
+            command = rng.choices(COMMANDS, WEIGHTS)[0]
+            args = ("update", "--yes") if command == "update" else (command,)
+            result = run_cli(storm.home, *args)
+            with storm.lock:
+                storm.operations += 1
+                storm.log.append(f"w{index}:{command}->{result.returncode}")
+                storm.check_result(command, result)
+            storm.check_state()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(WORKERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+# -- the storm --------------------------------------------------------------------------------
+
+
+def test_storm_with_updates_keeps_one_server_and_one_updater(
+    storm_home: tuple[Home, AlternatingScripts], figures: Figures
+) -> None:
+    home, scripts = storm_home
+    storm = Storm(home, SEED)
+    try:
+        run_storm(storm)
+    finally:
+        figures.add("storm_operations", storm.operations)
+        figures.add("storm_invariant_checks", storm.checks)
+        figures.add("update_storm_operations", storm.operations)
+        figures.add("update_storm_invariant_checks", storm.checks)
+    assert storm.failures == [], "\n".join(storm.failures)
+    assert storm.operations == OPERATIONS
+    assert storm.quiet_checks > 0, "never found daemon.lock free: the strict checks never ran"
+    print(f"update storm outcomes: {storm.outcomes}; versions served: {scripts.installed}")
+    # The storm did update: the script was fetched and newer releases came in.
+    assert scripts.fetches >= 2
+    assert scripts.minor >= 1
+
+    stopped = run_cli(home, "stop")
+    assert stopped.returncode == 0, stopped
+    assert json.loads(stopped.stdout)["status"] in {"stopped", "notRunning"}
+    home.stop_updater()
+    wait_for(lambda: marked_pids(home.mark) == [], what="no process of this test left")
+    assert read_regular(home.paths.app_server.record) is None
+    assert read_regular(home.paths.updater.record) is None
+    names = set(os.listdir(home.paths.state_dir))
+    assert {"daemon.lock", "app-server.pid.lock"} <= names, "lock files are never deleted"
+    assert [n for n in names if n.endswith(".tmp")] == []
