@@ -81,6 +81,19 @@ def marked_pids(mark: str | None = None) -> list[int]:
     return found
 
 
+def app_servers_alive(home: Home) -> list[int]:
+    """This test's live (non-zombie) processes running Codex in app-server mode."""
+    alive = []
+    for pid in marked_pids(home.mark):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"app-server" in argv:
+            alive.append(pid)
+    return sorted(alive)
+
+
 def is_alive(pid: int) -> bool:
     """Alive and not a zombie."""
     try:

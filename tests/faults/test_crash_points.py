@@ -29,7 +29,7 @@ from daemonkit.errors import ProbeError
 from daemonkit.install import host_targets
 from daemonkit.probe import probe
 from tests.faults.figures import Figures
-from tests.harness import FAKE_SOURCE, is_alive, marked_pids, wait_for
+from tests.harness import FAKE_SOURCE, app_servers_alive, is_alive, wait_for
 
 if TYPE_CHECKING:
     from tests.harness import Home, Result
@@ -72,19 +72,6 @@ def crash(home: Home, point: str, *args: str) -> None:
     result = home.run(*args, env=env, timeout=60)
     assert result.returncode == CRASHED, f"{args} did not reach {point}: {result}"
     assert result.stdout == "", "a crashed command printed output"
-
-
-def app_servers_alive(home: Home) -> list[int]:
-    """This test's live (non-zombie) processes running the fake in app-server mode."""
-    alive = []
-    for pid in marked_pids(home.mark):
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"app-server" in argv:
-            alive.append(pid)
-    return sorted(alive)
 
 
 def proc_identity(pid: int) -> tuple[str, int]:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.faults.figures import Figures
-from tests.harness import Result, marked_pids, wait_for
+from tests.harness import Result, app_servers_alive, marked_pids, wait_for
 
 if TYPE_CHECKING:
     from collections.abc import Set as AbstractSet
@@ -148,18 +148,6 @@ def run_with(
     pipes = {pipe_name(process.stdout.fileno()), pipe_name(process.stderr.fileno())}
     out, err = process.communicate(timeout=60)
     return Result(process.returncode, out.decode(), err.decode()), pipes
-
-
-def app_servers_alive(home: Home) -> list[int]:
-    alive = []
-    for pid in marked_pids(home.mark):
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"app-server" in argv:
-            alive.append(pid)
-    return sorted(alive)
 
 
 # -- tests -----------------------------------------------------------------------------

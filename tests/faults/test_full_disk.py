@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.faults.figures import Figures
-from tests.harness import Result, is_alive, marked_pids, wait_for
+from tests.harness import Result, app_servers_alive, is_alive, wait_for
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -84,18 +84,6 @@ def run_limited(home: Home, max_bytes: int, *args: str) -> Result:
         check=False,
     )
     return Result(done.returncode, done.stdout.decode(), done.stderr.decode())
-
-
-def app_servers_alive(home: Home) -> list[int]:
-    alive = []
-    for pid in marked_pids(home.mark):
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"app-server" in argv:
-            alive.append(pid)
-    return sorted(alive)
 
 
 def read_bytes(path: str) -> bytes | None:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.faults.figures import Figures
-from tests.harness import Result, marked_pids, read_regular, wait_for
+from tests.harness import Result, app_servers_alive, read_regular, wait_for
 
 if TYPE_CHECKING:
     from tests.harness import Home
@@ -66,18 +66,6 @@ SETTINGS = {"updater": {"autoUpdateEnabled": False}, "shutdownGraceSeconds": 2}
 @pytest.fixture
 def figures(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Figures:
     return Figures.for_test(tmp_path_factory, request)
-
-
-def app_servers_alive(home: Home) -> list[int]:
-    alive = []
-    for pid in marked_pids(home.mark):
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"app-server" in argv:
-            alive.append(pid)
-    return sorted(alive)
 
 
 def run_cli(home: Home, *args: str) -> Result:

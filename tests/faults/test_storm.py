@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.faults.figures import Figures
-from tests.harness import Result, is_alive, marked_pids, wait_for
+from tests.harness import Result, app_servers_alive, is_alive, wait_for
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -81,18 +81,6 @@ def fake(home: Home) -> Home:
     write_settings(home, shutdownGraceSeconds=5)
     home.install_fake(startup_delay=0.02)
     return home
-
-
-def app_servers_alive(home: Home) -> list[int]:
-    alive = []
-    for pid in marked_pids(home.mark):
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"app-server" in argv:
-            alive.append(pid)
-    return sorted(alive)
 
 
 def stat_fields(pid: int) -> list[bytes]:

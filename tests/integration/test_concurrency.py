@@ -20,7 +20,7 @@ import pytest
 
 from daemonkit.lifecycle import Daemon
 from daemonkit.output import LifecycleStatus
-from tests.harness import Result, is_alive, marked_pids, wait_for
+from tests.harness import Result, app_servers_alive, is_alive, wait_for
 
 if TYPE_CHECKING:
     from tests.harness import Home
@@ -40,19 +40,6 @@ def write_settings(home: Home, **settings: object) -> None:
     path = Path(home.paths.settings)
     path.write_text(json.dumps({"updater": {"autoUpdateEnabled": False}, **settings}))
     path.chmod(0o600)
-
-
-def app_servers_alive(home: Home) -> list[int]:
-    """This test's live (non-zombie) app-server processes."""
-    alive = []
-    for pid in marked_pids(home.mark):
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"app-server" in argv:
-            alive.append(pid)
-    return sorted(alive)
 
 
 def finish(process: subprocess.Popen[bytes], timeout: float = 60) -> Result:

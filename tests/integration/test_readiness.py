@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.harness import is_alive, marked_pids
+from tests.harness import app_servers_alive, is_alive
 
 if TYPE_CHECKING:
     from tests.harness import Home
@@ -51,18 +51,6 @@ def witnessed_pids(home: Home) -> list[int]:
         return []
     entries = [json.loads(line) for line in path.read_text().splitlines()]
     return [entry["pid"] for entry in entries if entry["event"] == "start"]
-
-
-def app_servers_alive(home: Home) -> list[int]:
-    alive = []
-    for pid in marked_pids(home.mark):
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"app-server" in argv:
-            alive.append(pid)
-    return alive
 
 
 def assert_nothing_left(home: Home) -> None:
