@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.harness import Home, marked_pids
+from tests.updates import ScriptServer
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -30,6 +31,16 @@ def fake_home(home: Home) -> Home:
     """A home whose managed Codex is the fake, version 1.0.0."""
     home.install_fake()
     return home
+
+
+@pytest.fixture
+def script_server() -> Iterator[ScriptServer]:
+    """A loopback HTTP server for the install script the updater fetches."""
+    server = ScriptServer()
+    try:
+        yield server
+    finally:
+        server.close()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -32,8 +32,6 @@ import json
 import os
 import random
 import subprocess
-import sys
-import textwrap
 import threading
 import time
 from contextlib import contextmanager
@@ -44,7 +42,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.faults.figures import Figures
-from tests.harness import FAKE_SOURCE, TARGET, Result, marked_pids, read_regular, wait_for
+from tests.harness import Result, marked_pids, read_regular, wait_for
+from tests.updates import install_script, stage_payload
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -80,32 +79,6 @@ def figures(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReq
 
 
 # -- the alternating install script -----------------------------------------------------------
-
-
-def stage_payload(home: Home, version: str) -> Path:
-    payload = home.root / "dist" / version
-    payload.mkdir(parents=True, exist_ok=True)
-    source = FAKE_SOURCE.read_text().splitlines(keepends=True)
-    (payload / "codex").write_text(f"#!{sys.executable}\n" + "".join(source[1:]))
-    (payload / "codex").chmod(0o755)
-    (payload / "fake-codex.json").write_text(json.dumps({"version": version}))
-    return payload
-
-
-def install_script(payload: Path, version: str) -> str:
-    release = f'"$P/releases/{version}-{TARGET}"'
-    return textwrap.dedent(
-        f"""\
-        set -eu
-        P="$CODEX_HOME/packages/standalone"
-        mkdir -p {release}
-        cp "{payload}/codex" {release}/codex.new
-        mv -f {release}/codex.new {release}/codex
-        cp "{payload}/fake-codex.json" {release}/fake-codex.json
-        ln -sfn {release} "$P/current.new"
-        mv -Tf "$P/current.new" "$P/current"
-        """
-    )
 
 
 class AlternatingScripts:

@@ -23,13 +23,10 @@ this test started is alive. Figures: ``updater_faults_tried`` / ``updater_faults
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import signal
-import sys
 import textwrap
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,11 +34,11 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.faults.figures import Figures
-from tests.harness import FAKE_SOURCE, TARGET, is_alive, marked_pids, read_regular, wait_for
+from tests.harness import TARGET, is_alive, marked_pids, read_regular, wait_for
+from tests.updates import ScriptServer, install_script, release_dir, stage_payload
 
 if TYPE_CHECKING:
     import subprocess
-    from collections.abc import Iterator
 
     from tests.harness import Home
 
@@ -64,113 +61,7 @@ def figures(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReq
 # -- a loopback install-script server that can also cut its answers ---------------------------
 
 
-class ScriptServer:
-    """Serves ``/install.sh``: whole, or cut as ``cut`` says at the time of the GET."""
-
-    def __init__(self) -> None:
-        self.script = "exit 0\n"
-        self.cut: str | None = None  # None, "short-body" or "chunked-cut"
-        self.fetches = 0
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:
-                server.fetches += 1
-                body = server.script.encode()
-                if server.cut == "short-body":
-                    # Promises more than it sends, then closes: a dropped connection.
-                    head = (
-                        "HTTP/1.1 200 OK\r\nContent-Type: text/x-sh\r\n"
-                        f"Content-Length: {len(body) + 4096}\r\nConnection: close\r\n\r\n"
-                    )
-                    self.wfile.write(head.encode() + body)
-                elif server.cut == "chunked-cut":
-                    head = (
-                        "HTTP/1.1 200 OK\r\nContent-Type: text/x-sh\r\n"
-                        "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-                    )
-                    self.wfile.write(head.encode() + f"{len(body) + 4096:x}\r\n".encode() + body)
-                else:
-                    self.send_response(200)
-                    self.send_header("Content-Type", "text/x-sh")
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
-                self.wfile.flush()
-                self.close_connection = True
-
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/install.sh"
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
-
-
-@pytest.fixture
-def script_server() -> Iterator[ScriptServer]:
-    server = ScriptServer()
-    try:
-        yield server
-    finally:
-        server.close()
-
-
 # -- releases and scripts ---------------------------------------------------------------------
-
-
-def release_dir(home: Home, version: str) -> Path:
-    return Path(home.paths.releases) / f"{version}-{TARGET}"
-
-
-def stage_payload(home: Home, version: str, binary: str = "fake", **config: object) -> Path:
-    """A build for the install script to copy: the fake codex, or a broken ``codex``.
-
-    ``binary``: ``fake`` (the fake, configured by ``config``), ``not-executable`` (the
-    fake, mode 0644) or ``zero-bytes`` (an empty file, mode 0755).
-    """
-    payload = home.root / "dist" / f"{version}-{binary}"
-    payload.mkdir(parents=True, exist_ok=True)
-    codex = payload / "codex"
-    if binary == "zero-bytes":
-        codex.write_bytes(b"")
-    else:
-        source = FAKE_SOURCE.read_text().splitlines(keepends=True)
-        codex.write_text(f"#!{sys.executable}\n" + "".join(source[1:]))
-    codex.chmod(0o644 if binary == "not-executable" else 0o755)
-    (payload / "fake-codex.json").write_text(json.dumps({"version": version, **config}))
-    return payload
-
-
-def install_script(payload: Path, version: str, *, before: str = "", after: str = "") -> str:
-    """The standalone installer in miniature: copy a release (mode kept), flip ``current``."""
-    release = f'"$P/releases/{version}-{TARGET}"'
-    return textwrap.dedent(
-        f"""\
-        set -eu
-        {before}
-        P="$CODEX_HOME/packages/standalone"
-        mkdir -p {release}
-        cp -p "{payload}/codex" {release}/codex.new
-        mv -f {release}/codex.new {release}/codex
-        cp "{payload}/fake-codex.json" {release}/fake-codex.json
-        ln -sfn {release} "$P/current.new"
-        mv -Tf "$P/current.new" "$P/current"
-        echo "installed {version}"
-        {after}
-        """
-    )
 
 
 def configure(home: Home, server: ScriptServer, *, auto_update: bool) -> None:

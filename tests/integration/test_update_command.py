@@ -10,26 +10,21 @@ it do anything.
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import select
 import signal
 import subprocess
-import sys
-import textwrap
-import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.harness import FAKE_SOURCE, TARGET, is_alive, marked_pids, read_regular, wait_for
+from tests.harness import is_alive, marked_pids, read_regular, wait_for
+from tests.updates import ScriptServer, install_script, release_dir, stage_payload
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     from tests.harness import Home
 
 pytestmark = pytest.mark.timeout(90)
@@ -45,83 +40,6 @@ DEATH_NOTICED_S = 10.0
 
 
 # -- a loopback install script (as in test_updater.py) -------------------------------------------
-
-
-class ScriptServer:
-    """Serves ``/install.sh`` with whatever text ``script`` holds at the time of the GET."""
-
-    def __init__(self) -> None:
-        self.script = "exit 0\n"
-        self.fetches = 0
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                server.fetches += 1
-                body = server.script.encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/x-sh")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/install.sh"
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
-
-
-@pytest.fixture
-def script_server() -> Iterator[ScriptServer]:
-    server = ScriptServer()
-    try:
-        yield server
-    finally:
-        server.close()
-
-
-def release_dir(home: Home, version: str) -> Path:
-    return Path(home.paths.releases) / f"{version}-{TARGET}"
-
-
-def stage_payload(home: Home, version: str) -> Path:
-    """A fake codex build outside the package root, for the install script to copy."""
-    payload = home.root / "dist" / version
-    payload.mkdir(parents=True, exist_ok=True)
-    source = FAKE_SOURCE.read_text().splitlines(keepends=True)
-    (payload / "codex").write_text(f"#!{sys.executable}\n" + "".join(source[1:]))
-    (payload / "codex").chmod(0o755)
-    (payload / "fake-codex.json").write_text(json.dumps({"version": version}))
-    return payload
-
-
-def install_script(payload: Path, version: str) -> str:
-    """The standalone installer's job in miniature: copy a release, flip ``current``."""
-    release = f'"$P/releases/{version}-{TARGET}"'
-    return textwrap.dedent(
-        f"""\
-        set -eu
-        P="$CODEX_HOME/packages/standalone"
-        mkdir -p {release}
-        cp "{payload}/codex" {release}/codex.new
-        mv -f {release}/codex.new {release}/codex
-        cp "{payload}/fake-codex.json" {release}/fake-codex.json
-        ln -sfn {release} "$P/current.new"
-        mv -Tf "$P/current.new" "$P/current"
-        echo "installed {version}"
-        """
-    )
 
 
 def configure(home: Home, server: ScriptServer, *, auto_update: bool) -> None:
