@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
 from daemonkit.decisions import (
@@ -63,6 +62,7 @@ from daemonkit.settings import Settings, load_settings
 from updater.binary import digest_kind, file_digest, read_version_with_sh
 from updater.install import ShutdownRequestedError, install_release
 from updater.log import error_text
+from updater.report import CycleReport, LockHold, UpdateOutput, UpdateStatus
 from updater.state import CycleResult, UpdaterState
 
 if TYPE_CHECKING:
@@ -72,15 +72,7 @@ if TYPE_CHECKING:
     from daemonkit.paths import DaemonPaths
     from updater.log import EventLog, Stage
 
-__all__ = [
-    "CycleReport",
-    "LockHold",
-    "Shutdown",
-    "ShutdownRequestedError",
-    "UpdateOutput",
-    "UpdateStatus",
-    "run_cycle",
-]
+__all__ = ["Shutdown", "ShutdownRequestedError", "run_cycle"]
 
 BUSY_RETRY_S = 0.05
 UNSUPPORTED_MESSAGE = (
@@ -96,56 +88,6 @@ class Shutdown(Protocol):
     def wait(self, timeout_s: float) -> bool:
         """Wait up to ``timeout_s``; True once SIGTERM arrived."""
         ...
-
-
-class UpdateStatus(StrEnum):
-    UPDATED = "updated"
-    NO_UPDATE = "noUpdate"
-    UNSUPPORTED = "unsupported"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class UpdateOutput:
-    """The reply to an ``update`` request (SPEC §2.3), in upstream key order."""
-
-    status: UpdateStatus
-    managed_codex_path: str
-    installed_version: str | None
-    running_version: str | None
-    message: str
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "status": self.status.value,
-            "managedCodexPath": self.managed_codex_path,
-            "installedVersion": self.installed_version,
-            "runningVersion": self.running_version,
-            "message": self.message,
-        }
-
-
-class LockHold:
-    """``daemon.lock`` held by this process; closing the descriptor releases it."""
-
-    def __init__(self, fd: int) -> None:
-        self._fd: int | None = fd
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-
-@dataclass(slots=True, kw_only=True)
-class CycleReport:
-    output: UpdateOutput | None = None  # the Ok reply
-    error: BaseException | None = None  # the Err reply
-    reexec: bool = False
-    lock: LockHold | None = None
-
-    def release(self) -> None:
-        if self.lock is not None:
-            self.lock.release()
 
 
 @dataclass(slots=True, kw_only=True)

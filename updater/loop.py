@@ -36,7 +36,7 @@ from daemonkit.pidfile import (
 from daemonkit.pidrecord import PidRecord
 from daemonkit.procinfo import inspect_process, record_matches
 from daemonkit.settings import Settings, load_settings
-from updater.cycle import CycleReport, ShutdownRequestedError, run_cycle
+from updater.cycle import ShutdownRequestedError, run_cycle
 from updater.log import EventLog, error_text
 from updater.reexec import consume_reexec_marker, reexec
 from updater.requests import (
@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from types import FrameType
 
     from daemonkit.paths import DaemonPaths
+    from updater.report import CycleReport
 
 __all__ = ["SelfPipe", "run_updater"]
 
