@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from daemonkit.paths import DaemonPaths
+from daemonkit.pidfile import Running, read_pid_state
 
 __all__ = ["InstallResult", "flip_symlink", "install_npm", "install_script", "read_link"]
 
@@ -321,8 +322,6 @@ def _restore_current(paths: DaemonPaths, before: str | None) -> None:
 
 
 def _in_use_releases(paths: DaemonPaths) -> set[str]:
-    from daemonkit.pidfile import Running, read_pid_state  # noqa: PLC0415 - prune only
-
     in_use: set[str] = set()
     try:
         state = read_pid_state(paths.app_server, may_write=False)

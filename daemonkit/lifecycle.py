@@ -8,7 +8,6 @@ calls, and every output is built here and printed by the CLI.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from daemonkit import __version__
@@ -28,7 +27,7 @@ from daemonkit.launcher import working_directory
 from daemonkit.locks import operation_lock
 from daemonkit.managed import canonical_bin, ensure_managed_bin, managed_bin_path
 from daemonkit.output import LifecycleOutput, LifecycleStatus
-from daemonkit.pidfile import Absent, Running, active_state
+from daemonkit.pidfile import Running, is_starting_or_running
 from daemonkit.pidrecord import parse_pid_record
 from daemonkit.probe import AppServerInfo, probe
 from daemonkit.procinfo import inspect_process, record_matches
@@ -56,14 +55,6 @@ def app_server_argv(canonical: str, *, remote_control: bool) -> list[str]:
     return [canonical, "app-server", "--listen", "unix://"]
 
 
-@dataclass(frozen=True, slots=True)
-class ManagedState:
-    """The app-server record's activity, as the lifecycle steps need it."""
-
-    active: bool
-    record_pid: int | None
-
-
 class Daemon:
     """One CODEX_HOME's app-server, managed through the pid backend."""
 
@@ -74,11 +65,9 @@ class Daemon:
 
     # -- shared procedures (SPEC §2.4) ---------------------------------------------
 
-    def managed(self) -> ManagedState:
-        state = active_state(self.paths.app_server)
-        if isinstance(state, Running):
-            return ManagedState(active=True, record_pid=state.record.pid)
-        return ManagedState(active=state is Absent.STARTING, record_pid=None)
+    def managed(self) -> bool:
+        """SPEC §2.4 managed?: the app-server record is Starting, or Running and active."""
+        return is_starting_or_running(self.paths.app_server)
 
     def effective_grace_s(self, *, report: bool = False) -> int:
         """The lenient shutdownGraceSeconds (SPEC §3.6).
@@ -103,9 +92,9 @@ class Daemon:
         except ProbeError:
             return None
 
-    def check_unmanaged(self) -> ManagedState:
+    def check_unmanaged(self) -> bool:
         managed = self.managed()
-        if not managed.active and self._probe_ok() is not None:
+        if not managed and self._probe_ok() is not None:
             self._warn_dedicated_layout()
             raise UnmanagedServerError(
                 "app server is running but is not managed by codex app-server daemon"
@@ -237,11 +226,11 @@ class Daemon:
             self.write_intent(DesiredState.RUNNING, "start")
             info = self._probe_ok()
             if info is not None:
-                managed = self.managed().active
+                managed = self.managed()
                 if managed:
                     self.ensure_updater(settings)
                 return self._output(LifecycleStatus.ALREADY_RUNNING, managed=managed, info=info)
-            if self.managed().active:
+            if self.managed():
                 bin_path = managed_bin_path(self.paths)
                 info = wait_until_ready(
                     self.paths.socket,
@@ -265,7 +254,7 @@ class Daemon:
             self.write_intent(DesiredState.RUNNING, "restart")
             managed = self.check_unmanaged()
             bin_path = ensure_managed_bin(self.paths)
-            if managed.active:
+            if managed:
                 self.stop_app_server(settings.shutdown_grace_s)
             pid, info = self.spawn_and_wait(settings, bin_path)
             self.ensure_updater(settings)
@@ -289,4 +278,4 @@ class Daemon:
         """SPEC §2.8: no lock; a probe failure is the command's error."""
         load_settings(self.paths.settings)
         info = probe(self.paths.socket)
-        return self._output(LifecycleStatus.RUNNING, managed=self.managed().active, info=info)
+        return self._output(LifecycleStatus.RUNNING, managed=self.managed(), info=info)

@@ -33,6 +33,7 @@ __all__ = [
     "Reservation",
     "Running",
     "active_state",
+    "is_starting_or_running",
     "read_pid_state",
     "remove_record_if_unchanged",
     "reserve_pid_file",
@@ -205,6 +206,11 @@ def active_state(paths: PidPaths) -> PidState:
                 if active is not None:
                     return active
                 state = remove_record_if_unchanged(paths, raw)
+
+
+def is_starting_or_running(paths: PidPaths) -> bool:
+    """True while a reservation is Starting or the record names a live process."""
+    return active_state(paths) is not Absent.MISSING
 
 
 def wait_for_record(paths: PidPaths) -> PidState:

@@ -35,7 +35,7 @@ def bootstrap(daemon: Daemon, *, remote_control: bool) -> BootstrapOutput:
         daemon.write_intent(DesiredState.RUNNING, "bootstrap")
         if is_updater_active(paths):
             stop_updater(paths, settings.shutdown_grace_s)
-        if managed.active:
+        if managed:
             daemon.stop_app_server(settings.shutdown_grace_s)
         _, info = daemon.spawn_and_wait(settings, bin_path)
         if settings.auto_update_enabled:
@@ -65,7 +65,7 @@ def set_remote_control_mode(daemon: Daemon, *, enable: bool) -> RemoteControlOut
         managed = daemon.check_unmanaged()
         version: str | None = None
         if settings.remote_control_enabled == enable:
-            if managed.active:
+            if managed:
                 info = wait_until_ready(
                     paths.socket,
                     process=None,
@@ -87,7 +87,7 @@ def set_remote_control_mode(daemon: Daemon, *, enable: bool) -> RemoteControlOut
             )
         else:
             update_settings(paths.settings, paths.settings_tmp, {"remoteControlEnabled": enable})
-            if managed.active:
+            if managed:
                 bin_path = ensure_managed_bin(paths)
                 daemon.stop_app_server(settings.shutdown_grace_s)
                 _, info = daemon.spawn_and_wait(

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from daemonkit.backend import SpawnRequest, spawn_recorded, stop_recorded
 from daemonkit.environment import child_environment
 from daemonkit.launcher import working_directory
-from daemonkit.pidfile import Absent, Running, active_state
+from daemonkit.pidfile import Running, is_starting_or_running
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -24,8 +24,7 @@ KIT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def is_updater_active(paths: DaemonPaths) -> bool:
-    state = active_state(paths.updater)
-    return state is Absent.STARTING or isinstance(state, Running)
+    return is_starting_or_running(paths.updater)
 
 
 def updater_environment(environ: Mapping[str, str], codex_home: str) -> dict[str, str]:

@@ -8,6 +8,7 @@ survived. Nothing is ever stopped by name.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ import sys
 import tempfile
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -27,7 +29,7 @@ import pytest
 from daemonkit.paths import DaemonPaths
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Iterator, Mapping
 
 REPO = Path(__file__).resolve().parents[1]
 FAKE_SOURCE = REPO / "tests" / "fakes" / "fake_codex.py"
@@ -92,6 +94,43 @@ def app_servers_alive(home: Home) -> list[int]:
         if b"app-server" in argv:
             alive.append(pid)
     return sorted(alive)
+
+
+def stat_fields(pid: int) -> list[bytes]:
+    """Fields of /proc/<pid>/stat from the state on (field 3 is index 0).
+
+    Read here, not through daemonkit.procinfo, so tests check the kit against the
+    kernel rather than against itself.
+    """
+    data = Path(f"/proc/{pid}/stat").read_bytes()
+    return data[data.rfind(b")") + 2 :].split()
+
+
+def start_ticks(pid: int) -> int:
+    return int(stat_fields(pid)[19])  # field 22
+
+
+def boot_id() -> str:
+    return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+
+
+@contextmanager
+def try_operation_lock(home: Home) -> Iterator[bool]:
+    """Hold ``daemon.lock`` for the block if it is free right now (never waits)."""
+    try:
+        fd = os.open(home.paths.operation_lock, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        yield False
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)  # closing releases the flock
 
 
 def is_alive(pid: int) -> bool:

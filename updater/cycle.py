@@ -56,7 +56,7 @@ from daemonkit.managed import (
     managed_bin_path,
     versions_equal,
 )
-from daemonkit.pidfile import Absent, PidState, Running, active_state
+from daemonkit.pidfile import PidState, Running, active_state, is_starting_or_running
 from daemonkit.probe import AppServerInfo, probe
 from daemonkit.settings import Settings, load_settings
 from updater.binary import digest_kind, file_digest, read_version_with_sh
@@ -308,8 +308,7 @@ class Cycle:
         if read_desired_state(self.paths.desired_state) is DesiredState.STOPPED:
             # A user stop is final until the user starts again (SPEC §3.8).
             return _Attempt(outcome=RestartOutcome.NOT_RUNNING)
-        record = active_state(self.paths.app_server)
-        if isinstance(record, Running) or record is Absent.STARTING:
+        if is_starting_or_running(self.paths.app_server):
             info: AppServerInfo | None
             try:
                 info = probe(self.paths.socket)

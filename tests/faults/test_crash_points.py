@@ -29,7 +29,7 @@ from daemonkit.errors import ProbeError
 from daemonkit.install import host_targets
 from daemonkit.probe import probe
 from tests.faults.figures import Figures
-from tests.harness import FAKE_SOURCE, app_servers_alive, is_alive, wait_for
+from tests.harness import FAKE_SOURCE, app_servers_alive, boot_id, is_alive, start_ticks, wait_for
 
 if TYPE_CHECKING:
     from tests.harness import Home, Result
@@ -75,10 +75,7 @@ def crash(home: Home, point: str, *args: str) -> None:
 
 
 def proc_identity(pid: int) -> tuple[str, int]:
-    data = Path(f"/proc/{pid}/stat").read_bytes()
-    ticks = int(data[data.rfind(b")") + 2 :].split()[19])
-    boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    return boot, ticks
+    return boot_id(), start_ticks(pid)
 
 
 def socket_answers(home: Home) -> bool:

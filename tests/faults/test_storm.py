@@ -19,14 +19,11 @@ signalled. Seed: ``DK_STORM_SEED`` (default below); a failure prints it.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import random
 import signal
-import subprocess
 import threading
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,7 +31,15 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.faults.figures import Figures
-from tests.harness import Result, app_servers_alive, is_alive, wait_for
+from tests.harness import (
+    Result,
+    app_servers_alive,
+    boot_id,
+    is_alive,
+    start_ticks,
+    try_operation_lock,
+    wait_for,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -83,19 +88,6 @@ def fake(home: Home) -> Home:
     return home
 
 
-def stat_fields(pid: int) -> list[bytes]:
-    data = Path(f"/proc/{pid}/stat").read_bytes()
-    return data[data.rfind(b")") + 2 :].split()
-
-
-def start_ticks(pid: int) -> int:
-    return int(stat_fields(pid)[19])
-
-
-def boot_id() -> str:
-    return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-
-
 def forged_record(pid: int, *, ticks: int, boot: str) -> bytes:
     value = {
         "pid": pid,
@@ -110,18 +102,6 @@ def read_record_bytes(home: Home) -> bytes | None:
         return Path(home.paths.app_server.record).read_bytes()
     except FileNotFoundError:
         return None
-
-
-def run_cli(home: Home, command: str) -> Result:
-    done = subprocess.run(
-        home.argv(command),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        env=home.env(),
-        timeout=120,
-        check=False,
-    )
-    return Result(done.returncode, done.stdout.decode(), done.stderr.decode())
 
 
 @dataclass
@@ -213,25 +193,6 @@ class Storm:
             self.fail(f"the record's identity {identity} is not /proc's {seen}")
 
 
-@contextmanager
-def try_operation_lock(home: Home) -> Iterator[bool]:
-    """Hold ``daemon.lock`` for the block if it is free right now (never waits)."""
-    try:
-        fd = os.open(home.paths.operation_lock, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
-    except FileNotFoundError:
-        yield False
-        return
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        yield True
-    finally:
-        os.close(fd)  # closing releases the flock
-
-
 def run_storm(storm: Storm, workers: int, operations: int) -> None:
     def worker(index: int) -> None:
         rng = random.Random(f"{storm.seed}-{index}")
@@ -239,7 +200,7 @@ def run_storm(storm: Storm, workers: int, operations: int) -> None:
             if storm.failures:
                 return
             command = rng.choices(COMMANDS, WEIGHTS)[0]
-            result = run_cli(storm.home, command)
+            result = storm.home.run(command)
             with storm.lock:
                 storm.operations += 1
                 storm.log.append(f"w{index}:{command}->{result.returncode}")
@@ -255,7 +216,7 @@ def run_storm(storm: Storm, workers: int, operations: int) -> None:
 
 
 def assert_nothing_survives(home: Home) -> None:
-    stopped = run_cli(home, "stop")
+    stopped = home.run("stop")
     assert stopped.returncode == 0, stopped
     assert json.loads(stopped.stdout)["status"] in {"stopped", "notRunning"}
     wait_for(lambda: app_servers_alive(home) == [], what="no app-server left")
@@ -345,7 +306,7 @@ def test_forged_record_is_never_signalled_by_any_command(
     os.chmod(fake.paths.app_server.record, 0o600)
     figures.add("pid_reuse_records_planted")
 
-    result = run_cli(fake, command)
+    result = fake.run(command)
     assert "Traceback" not in result.stderr
     if command == "version":
         assert result.returncode == 1, result  # nothing answers on the socket
@@ -363,4 +324,4 @@ def test_forged_record_is_never_signalled_by_any_command(
     assert is_alive(pid)
     assert start_ticks(pid) == ticks
     if command == "bootstrap":
-        assert json.loads(run_cli(fake, "stop").stdout)["status"] == "stopped"
+        assert json.loads(fake.run("stop").stdout)["status"] == "stopped"

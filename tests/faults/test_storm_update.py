@@ -26,15 +26,12 @@ Seed: ``DK_STORM_SEED`` (default below); a failure prints it.
 
 from __future__ import annotations
 
-import fcntl
 import http.server
 import json
 import os
 import random
-import subprocess
 import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -42,7 +39,15 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.faults.figures import Figures
-from tests.harness import Result, marked_pids, read_regular, wait_for
+from tests.harness import (
+    Result,
+    boot_id,
+    marked_pids,
+    read_regular,
+    start_ticks,
+    try_operation_lock,
+    wait_for,
+)
 from tests.updates import install_script, stage_payload
 
 if TYPE_CHECKING:
@@ -187,46 +192,6 @@ def alive_by_kind(home: Home) -> tuple[list[int], list[int]]:
     return sorted(servers), sorted(updaters)
 
 
-def start_ticks(pid: int) -> int:
-    data = Path(f"/proc/{pid}/stat").read_bytes()
-    return int(data[data.rfind(b")") + 2 :].split()[19])
-
-
-def boot_id() -> str:
-    return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-
-
-def run_cli(home: Home, *args: str) -> Result:
-    done = subprocess.run(
-        home.argv(*args),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        env=home.env(),
-        timeout=120,
-        check=False,
-    )
-    return Result(done.returncode, done.stdout.decode(), done.stderr.decode())
-
-
-@contextmanager
-def try_operation_lock(home: Home) -> Iterator[bool]:
-    """Hold ``daemon.lock`` for the block if it is free right now (never waits)."""
-    try:
-        fd = os.open(home.paths.operation_lock, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
-    except FileNotFoundError:
-        yield False
-        return
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        yield True
-    finally:
-        os.close(fd)  # closing releases the flock
-
-
 @dataclass
 class Storm:
     home: Home
@@ -355,7 +320,7 @@ def run_storm(storm: Storm) -> None:
                 return
             command = rng.choices(COMMANDS, WEIGHTS)[0]
             args = ("update", "--yes") if command == "update" else (command,)
-            result = run_cli(storm.home, *args)
+            result = storm.home.run(*args)
             with storm.lock:
                 storm.operations += 1
                 storm.log.append(f"w{index}:{command}->{result.returncode}")
@@ -392,7 +357,7 @@ def test_storm_with_updates_keeps_one_server_and_one_updater(
     assert scripts.fetches >= 2
     assert scripts.minor >= 1
 
-    stopped = run_cli(home, "stop")
+    stopped = home.run("stop")
     assert stopped.returncode == 0, stopped
     assert json.loads(stopped.stdout)["status"] in {"stopped", "notRunning"}
     home.stop_updater()

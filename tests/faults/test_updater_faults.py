@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.faults.figures import Figures
-from tests.harness import TARGET, is_alive, marked_pids, read_regular, wait_for
+from tests.harness import TARGET, is_alive, marked_pids, read_regular, start_ticks, wait_for
 from tests.updates import ScriptServer, install_script, release_dir, stage_payload
 
 if TYPE_CHECKING:
@@ -128,11 +128,6 @@ def cmdline(pid: int) -> list[bytes]:
 
 def app_servers_alive(home: Home) -> list[int]:
     return sorted(pid for pid in marked_pids(home.mark) if b"app-server" in cmdline(pid))
-
-
-def start_ticks(pid: int) -> int:
-    data = Path(f"/proc/{pid}/stat").read_bytes()
-    return int(data[data.rfind(b")") + 2 :].split()[19])
 
 
 def pgid_members(pgid: int, mark: str) -> list[int]:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.harness import Result, is_alive, wait_for
+from tests.harness import Result, boot_id, is_alive, start_ticks, wait_for
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -55,20 +55,6 @@ def record_bytes(home: Home) -> bytes | None:
         return Path(home.paths.app_server.record).read_bytes()
     except FileNotFoundError:
         return None
-
-
-def stat_fields(pid: int) -> list[bytes]:
-    """Fields of /proc/<pid>/stat from the state on (field 3 is index 0)."""
-    data = Path(f"/proc/{pid}/stat").read_bytes()
-    return data[data.rfind(b")") + 2 :].split()
-
-
-def start_ticks(pid: int) -> int:
-    return int(stat_fields(pid)[19])  # field 22
-
-
-def boot_id() -> str:
-    return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
 
 
 def ps_lstart(home: Home, pid: int) -> str:
