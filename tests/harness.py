@@ -133,6 +133,27 @@ def try_operation_lock(home: Home) -> Iterator[bool]:
         os.close(fd)  # closing releases the flock
 
 
+def updater_pid(home: Home) -> int | None:
+    """The pid in this home's updater record, or None without a (regular) record."""
+    raw = read_regular(home.paths.updater.record)
+    if raw is None:
+        return None
+    pid = json.loads(raw)["pid"]
+    assert isinstance(pid, int)
+    return pid
+
+
+def scheduled_updater(home: Home) -> int:
+    """The recorded updater: alive, started by this test, a scheduled (not --once) run."""
+    pid = updater_pid(home)
+    assert pid is not None, "no updater record"
+    assert is_alive(pid)
+    assert home.carries_mark(pid)
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+    assert argv[1:] == ["-m", "updater", "run"]
+    return pid
+
+
 def is_alive(pid: int) -> bool:
     """Alive and not a zombie."""
     try:

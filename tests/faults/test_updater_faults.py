@@ -34,7 +34,15 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.faults.figures import Figures
-from tests.harness import TARGET, is_alive, marked_pids, read_regular, start_ticks, wait_for
+from tests.harness import (
+    TARGET,
+    is_alive,
+    marked_pids,
+    read_regular,
+    start_ticks,
+    updater_pid,
+    wait_for,
+)
 from tests.updates import ScriptServer, install_script, release_dir, stage_payload
 
 if TYPE_CHECKING:
@@ -85,15 +93,6 @@ def current_target(home: Home) -> str | None:
         return os.readlink(home.paths.current)
     except OSError:
         return None
-
-
-def updater_pid(home: Home) -> int | None:
-    raw = read_regular(home.paths.updater.record)
-    if raw is None:
-        return None
-    pid = json.loads(raw)["pid"]
-    assert isinstance(pid, int)
-    return pid
 
 
 def updater_state(home: Home) -> dict[str, object]:

@@ -20,7 +20,14 @@ from typing import TYPE_CHECKING
 import pytest
 
 from daemonkit import __version__
-from tests.harness import is_alive, marked_pids, read_regular, wait_for
+from tests.harness import (
+    is_alive,
+    marked_pids,
+    read_regular,
+    scheduled_updater,
+    updater_pid,
+    wait_for,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -123,29 +130,6 @@ def caller_env(home: Home) -> dict[str, str]:
     return home.env(**{RC_ENV: "caller"})
 
 
-def updater_pid(home: Home) -> int | None:
-    raw = read_regular(home.paths.updater.record)
-    if raw is None:
-        return None
-    pid = json.loads(raw)["pid"]
-    assert isinstance(pid, int)
-    return pid
-
-
-def cmdline(pid: int) -> list[str]:
-    return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
-
-
-def live_updater(home: Home) -> int:
-    """The recorded updater: alive, started by this test, a scheduled (not --once) run."""
-    pid = updater_pid(home)
-    assert pid is not None, "no updater record"
-    assert is_alive(pid)
-    assert home.carries_mark(pid)
-    assert cmdline(pid)[1:] == ["-m", "updater", "run"]
-    return pid
-
-
 def assert_no_updater(home: Home, *gone: int) -> None:
     assert updater_pid(home) is None
     # The stop waited for the exit; only init's reaping may lag behind.
@@ -210,7 +194,7 @@ def test_bootstrap_spawns_server_and_updater_and_merges_settings(
     assert intent["desiredState"] == "running"
     assert intent["changedBy"] == "bootstrap"
     # autoUpdateEnabled:true means an updater is running now.
-    live_updater(home)
+    scheduled_updater(home)
 
 
 def test_bootstrap_keeps_the_position_of_an_existing_remote_control_key(home: Home) -> None:
@@ -241,7 +225,7 @@ def test_bootstrap_with_auto_update_off_starts_no_updater(home: Home) -> None:
 def test_bootstrap_over_a_running_server_replaces_server_and_updater(home: Home) -> None:
     install(home)
     old_server = start(home)
-    old_updater = live_updater(home)
+    old_updater = scheduled_updater(home)
     assert_server_mode(home, old_server, remote_control=False)
 
     output = home.run("bootstrap", "--remote-control").json
@@ -255,7 +239,7 @@ def test_bootstrap_over_a_running_server_replaces_server_and_updater(home: Home)
     assert_server_mode(home, new_server, remote_control=True)
     # The updater was stopped (SPEC §2.9 step 6) and a new one spawned (step 9).
     assert not is_alive(old_updater)
-    new_updater = live_updater(home)
+    new_updater = scheduled_updater(home)
     assert new_updater != old_updater
 
     # And back: bootstrap without the flag turns remote control off again.
@@ -304,7 +288,7 @@ def test_remote_control_mode_switch(home: Home, enable: bool, changed: bool, run
     settings = {**PRE_EXISTING, "remoteControlEnabled": before}
     written = write_settings(home, settings)
     old_pid = start(home) if running else None
-    old_updater = live_updater(home) if running else None
+    old_updater = scheduled_updater(home) if running else None
     intent = desired_state(home)
     command = "enable-remote-control" if enable else "disable-remote-control"
 
@@ -450,11 +434,11 @@ def set_auto_update(home: Home, enabled: bool) -> None:
 def test_start_starts_the_updater_when_enabled_and_stops_it_when_disabled(home: Home) -> None:
     install(home)
     pid = start(home)
-    updater = live_updater(home)
+    updater = scheduled_updater(home)
 
     # alreadyRunning with auto-update on: the same updater, not a second one.
     assert home.run("start").json["status"] == "alreadyRunning"
-    assert live_updater(home) == updater
+    assert scheduled_updater(home) == updater
 
     set_auto_update(home, False)
     again = home.run("start")
@@ -465,7 +449,7 @@ def test_start_starts_the_updater_when_enabled_and_stops_it_when_disabled(home: 
 
     set_auto_update(home, True)
     assert home.run("start").json["status"] == "alreadyRunning"
-    replacement = live_updater(home)
+    replacement = scheduled_updater(home)
     assert replacement != updater
 
 
@@ -477,7 +461,7 @@ def test_restart_starts_the_updater_when_enabled_and_stops_it_when_disabled(home
 
     set_auto_update(home, True)
     assert home.run("restart").json["status"] == "restarted"
-    updater = live_updater(home)
+    updater = scheduled_updater(home)
 
     set_auto_update(home, False)
     restarted = home.run("restart")
@@ -489,10 +473,10 @@ def test_restart_starts_the_updater_when_enabled_and_stops_it_when_disabled(home
 def test_stop_leaves_the_updater_alone(home: Home) -> None:
     install(home)
     server = start(home)
-    updater = live_updater(home)
+    updater = scheduled_updater(home)
 
     assert home.run("stop").json["status"] == "stopped"
     assert not is_alive(server)
-    assert live_updater(home) == updater
+    assert scheduled_updater(home) == updater
     assert home.run("stop").json["status"] == "notRunning"
-    assert live_updater(home) == updater
+    assert scheduled_updater(home) == updater

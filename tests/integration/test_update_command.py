@@ -21,7 +21,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.harness import is_alive, marked_pids, read_regular, wait_for
+from tests.harness import (
+    is_alive,
+    marked_pids,
+    read_regular,
+    scheduled_updater,
+    updater_pid,
+    wait_for,
+)
 from tests.updates import ScriptServer, install_script, release_dir, stage_payload
 
 if TYPE_CHECKING:
@@ -54,27 +61,8 @@ def configure(home: Home, server: ScriptServer, *, auto_update: bool) -> None:
 # -- helpers ------------------------------------------------------------------------------------
 
 
-def updater_pid(home: Home) -> int | None:
-    raw = read_regular(home.paths.updater.record)
-    if raw is None:
-        return None
-    pid = json.loads(raw)["pid"]
-    assert isinstance(pid, int)
-    return pid
-
-
 def cmdline(pid: int) -> list[str]:
     return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
-
-
-def scheduled_updater(home: Home) -> int:
-    """The recorded updater: alive, started by this test, a scheduled (not --once) run."""
-    pid = updater_pid(home)
-    assert pid is not None, "no updater record"
-    assert is_alive(pid)
-    assert home.carries_mark(pid)
-    assert cmdline(pid)[1:] == ["-m", "updater", "run"]
-    return pid
 
 
 def updaters_alive(home: Home) -> list[int]:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from daemonkit.paths import DaemonPaths
-from tests.harness import FAKE_SOURCE, TARGET, is_alive, wait_for
+from tests.harness import FAKE_SOURCE, TARGET, is_alive, updater_pid, wait_for
 from tests.updates import ScriptServer, install_script, release_dir, stage_payload
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ def spawn_updater(home: Home) -> int:
     )
     assert done.returncode == 0, done.stderr.decode()
     pid = int(done.stdout)
-    assert updater_record_pid(home) == pid
+    assert updater_pid(home) == pid
     return pid
 
 
@@ -95,15 +95,6 @@ def foreground_updater(home: Home, *args: str) -> subprocess.Popen[bytes]:
         )
     finally:
         log.close()
-
-
-def updater_record_pid(home: Home) -> int | None:
-    try:
-        pid = json.loads(Path(home.paths.updater.record).read_bytes())["pid"]
-    except FileNotFoundError:
-        return None
-    assert isinstance(pid, int)
-    return pid
 
 
 def updater_record(home: Home) -> dict[str, object] | None:
@@ -266,7 +257,7 @@ def test_scheduled_cycle_installs_and_restarts_onto_the_new_version(
     assert [line["details"]["pid"] for line in spawned] == [new_pid]  # type: ignore[index]
     # The updater kept running (same pid, its record intact) and stops on SIGTERM.
     assert is_alive(updater)
-    assert updater_record_pid(home) == updater
+    assert updater_pid(home) == updater
     status = home.run("status").json
     assert status["updater"]["lastResult"] == "updated"  # type: ignore[index]
     terminate_updater(home, updater)
@@ -592,7 +583,7 @@ def test_second_updater_exits_zero(fake_home: Home) -> None:
     _, err = second.communicate(timeout=30)
     assert second.returncode == 0
     assert err.decode() == f"another updater is running (pid {first})\n"
-    assert updater_record_pid(home) == first
+    assert updater_pid(home) == first
     assert is_alive(first)
     terminate_updater(home, first)
 
@@ -652,7 +643,7 @@ def test_requested_reexec_replies_first_and_resumes_the_schedule(
     assert reply["Ok"]["runningVersion"] == "1.0.0"
     wait_for(lambda: stages(home, "reexec"), what="the re-executed updater")
     assert is_alive(updater)
-    assert updater_record_pid(home) == updater
+    assert updater_pid(home) == updater
     restarted = home.record_pid()
     assert restarted not in (None, pid)
     # The new image resumed the old schedule instead of waiting 300 s again.
@@ -735,7 +726,7 @@ def test_foreground_updater_registers_itself_as_a_group_leader(fake_home: Home) 
     home = fake_home
     use_hooks(home, scale=None)
     process = foreground_updater(home)
-    wait_for(lambda: updater_record_pid(home) == process.pid, what="the self-published record")
+    wait_for(lambda: updater_pid(home) == process.pid, what="the self-published record")
     assert os.getpgid(process.pid) == process.pid
     record = updater_record(home)
     assert record is not None
@@ -879,7 +870,7 @@ def test_crash_before_reexec_leaves_a_recoverable_state(
     assert isinstance(reply, dict)
     assert reply["Ok"]["status"] == "updated"
     wait_for(lambda: not is_alive(updater), what="the crash at before-reexec")
-    assert updater_record_pid(home) == updater  # stale now: nobody removed it
+    assert updater_pid(home) == updater  # stale now: nobody removed it
     restarted = home.record_pid()
     assert restarted not in (None, pid)
     assert server_version(home) == "1.0.0"
