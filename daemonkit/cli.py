@@ -124,7 +124,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> JsonOutpu
                 _warn(line)
             return output
         case "install":
-            from daemonkit.commands import run_install  # noqa: PLC0415
+            from daemonkit.install_command import run_install  # noqa: PLC0415
 
             if args.version is not None and not _VERSION_PATTERN.match(args.version):
                 parser.error(f"invalid version {args.version}")
