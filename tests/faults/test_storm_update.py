@@ -73,6 +73,8 @@ TIME_SCALE = "0.005"  # first cycle 1.5 s after the updater starts, then one eve
 LAST_MINOR = 6  # releases 1.0.0 .. 1.0.6
 # An updater seen alive without a record may be between removing its record and exiting.
 EXITING_UPDATER_S = 2.0
+# A launched app-server runs the updater's code only from its fork to its execve.
+LAUNCH_EXEC_S = 5.0
 
 
 # -- figures ----------------------------------------------------------------------------------
@@ -174,21 +176,33 @@ def parent_pid(pid: int) -> int | None:
     return int(data[data.rfind(b")") + 2 :].split()[1])
 
 
+def is_updater_command(pid: int) -> bool:
+    return cmdline(pid)[1:4] == [b"-m", b"updater", b"run"]
+
+
 def alive_by_kind(home: Home) -> tuple[list[int], list[int]]:
     """(app-servers, updaters) alive among this test's marked processes.
 
     A child the updater forked (``sh`` for ``--version``, ``subprocess`` for the
     installer) carries the updater's command line until it execs: a process whose
-    parent is an updater is that parent's child, not a second updater.
+    parent is an updater is that parent's child, not a second updater. The app-server
+    the updater launches is the grandchild of a double fork: once the middle process
+    has exited it has no updater parent, yet it carries the updater's command line until
+    it publishes its record and execs the server. So more than one candidate is settled:
+    a candidate that execs something else within ``LAUNCH_EXEC_S`` was such a grandchild.
     """
     servers, updaters = [], []
     for pid in marked_pids(home.mark):
         argv = cmdline(pid)
         if b"app-server" in argv:
             servers.append(pid)
-        elif argv[1:4] == [b"-m", b"updater", b"run"]:
+        elif is_updater_command(pid):
             updaters.append(pid)
     updaters = [pid for pid in updaters if parent_pid(pid) not in updaters]
+    deadline = time.monotonic() + LAUNCH_EXEC_S
+    while len(updaters) > 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+        updaters = [pid for pid in updaters if is_updater_command(pid)]
     return sorted(servers), sorted(updaters)
 
 
