@@ -12,8 +12,7 @@ import select
 import signal
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from daemonkit.errors import SpawnError, StopError
 from daemonkit.files import ensure_state_dir
@@ -114,8 +113,7 @@ def deferred_interrupts() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SpawnRequest:
+class SpawnRequest(NamedTuple):
     paths: PidPaths
     state_dir: str
     argv: Sequence[str]

@@ -2,35 +2,52 @@
 
 Success prints exactly one compact JSON line on stdout. Errors print the anyhow-style
 ``Error:``/``Caused by:`` text on stderr and exit 1; usage errors exit 2. Heavy
-modules (python-daemon, urllib) are imported only on the paths that need them.
+modules (python-daemon, urllib, argparse for the common commands) are imported only
+on the paths that need them.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import signal
 import sys
-from typing import TYPE_CHECKING
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, NoReturn
 
 from daemonkit import __version__
 from daemonkit.errors import DaemonError, InterruptedByUserError, PlatformError, render_error
 from daemonkit.output import JsonOutput, emit
 
 if TYPE_CHECKING:
+    import argparse
     from collections.abc import Sequence
     from types import FrameType
 
 __all__ = ["build_parser", "main"]
 
 _VERSION_PATTERN = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+-]*$")
+# Commands that take no options of their own: `[--codex-home PATH] COMMAND` is all
+# there is to parse.
+_SIMPLE_COMMANDS = frozenset(
+    {
+        "start",
+        "restart",
+        "stop",
+        "version",
+        "status",
+        "enable-remote-control",
+        "disable-remote-control",
+    }
+)
 _PACKAGES = {"daemon": "python-daemon", "sh": "sh", "packaging": "packaging"}
 DEFAULT_LOG_BYTES = 16384
 MAX_LOG_BYTES = 1 << 20
 
 
 def _log_bytes(text: str) -> int:
+    import argparse  # noqa: PLC0415 - only reached through build_parser
+
     try:
         value = int(text)
     except ValueError:
@@ -41,6 +58,9 @@ def _log_bytes(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The one definition of the command line: help, man pages and every usage error."""
+    import argparse  # noqa: PLC0415 - see _simple_invocation
+
     parser = argparse.ArgumentParser(
         prog="codex-daemon",
         description=(
@@ -97,6 +117,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _simple_invocation(argv: Sequence[str]) -> SimpleNamespace | None:
+    """``[--codex-home PATH] COMMAND`` for a command without options, or None.
+
+    Importing argparse and building the parser costs about as much as the rest of a
+    ``stop``, so the common invocations are read here. Anything else (help, options,
+    abbreviations, typos) returns None and goes to argparse, which stays the one
+    definition of the interface and of every usage error. A property test checks that
+    argparse reads every invocation accepted here the same way.
+    """
+    match list(argv):
+        case [command]:
+            home = None
+        case ["--codex-home", home, command] if not home.startswith("-"):
+            pass
+        case [option, command] if option.startswith("--codex-home="):
+            home = option.removeprefix("--codex-home=")
+        case _:
+            return None
+    if command not in _SIMPLE_COMMANDS:
+        return None
+    return SimpleNamespace(codex_home=home, command=command)
+
+
+def parse_arguments(argv: Sequence[str]) -> argparse.Namespace | SimpleNamespace:
+    """What argparse would make of ``argv``; exits 2 on a usage error, as argparse does."""
+    simple = _simple_invocation(argv)
+    if simple is not None:
+        return simple
+    return build_parser().parse_args(argv)
+
+
+def _usage_error(message: str) -> NoReturn:
+    build_parser().error(message)
+
+
 def _interrupt(_signum: int, _frame: FrameType | None) -> None:
     raise InterruptedByUserError("interrupted")
 
@@ -106,7 +161,7 @@ def _warn(line: str) -> None:
     sys.stderr.flush()
 
 
-def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> JsonOutput:
+def _run(args: argparse.Namespace | SimpleNamespace) -> JsonOutput:
     from daemonkit.paths import DaemonPaths, resolve_codex_home  # noqa: PLC0415
 
     home = resolve_codex_home(args.codex_home, os.environ)
@@ -127,8 +182,8 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> JsonOutpu
             from daemonkit.install_command import run_install  # noqa: PLC0415
 
             if args.version is not None and not _VERSION_PATTERN.match(args.version):
-                parser.error(f"invalid version {args.version}")
-            return run_install(paths, os.environ, args.channel, args.version, _warn, parser.error)
+                _usage_error(f"invalid version {args.version}")
+            return run_install(paths, os.environ, args.channel, args.version, _warn, _usage_error)
         case "update":
             from daemonkit.update_client import request_update  # noqa: PLC0415
 
@@ -166,14 +221,13 @@ def _ensure_supported_platform() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_arguments(sys.argv[1:] if argv is None else argv)
     debug = os.environ.get("CODEX_DAEMONKIT_DEBUG") == "1"
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGHUP, _interrupt)
     try:
         _ensure_supported_platform()
-        output = _run(args, parser)
+        output = _run(args)
     except ModuleNotFoundError as exc:
         # Only spawn and install paths import third-party packages (SPEC §12.2).
         package = _PACKAGES.get(exc.name or "", exc.name)

@@ -23,8 +23,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, NamedTuple
 
 from daemonkit.errors import InstallError, ManagedCodexError, VerificationError
 from daemonkit.files import fsync_dir
@@ -53,8 +52,7 @@ _RELEASE_NAME = re.compile(
 KEEP_NEWEST = 2
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class InstallResult:
+class InstallResult(NamedTuple):
     release: str
     version: str
     previous: str | None

@@ -22,8 +22,7 @@ import os
 import signal
 import stat
 import sys
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from daemonkit.errors import DaemonError, PidFileError, SpawnError, UnsafeFileError
 from daemonkit.files import open_state_file
@@ -37,8 +36,7 @@ __all__ = ["Spawned", "open_log_for_spawn", "spawn_detached", "working_directory
 _EXIT_FAILED = 127
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Spawned:
+class Spawned(NamedTuple):
     pid: int
     start_ticks: int
 

@@ -29,9 +29,7 @@ from daemonkit.managed import canonical_bin, ensure_managed_bin, managed_bin_pat
 from daemonkit.output import LifecycleOutput, LifecycleStatus
 from daemonkit.pidfile import Running, is_starting_or_running
 from daemonkit.pidrecord import parse_pid_record
-from daemonkit.probe import AppServerInfo, probe
 from daemonkit.procinfo import inspect_process, record_matches
-from daemonkit.readiness import wait_until_ready
 from daemonkit.settings import Settings, load_settings, load_settings_leniently
 from daemonkit.updater_control import is_updater_active, spawn_updater, stop_updater
 from daemonkit.versioncache import cached_codex_version
@@ -40,6 +38,7 @@ if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
     from daemonkit.paths import DaemonPaths
+    from daemonkit.probe import AppServerInfo
 
 __all__ = ["Daemon", "app_server_argv"]
 
@@ -87,10 +86,27 @@ class Daemon:
         )
 
     def _probe_ok(self) -> AppServerInfo | None:
+        from daemonkit.probe import probe  # noqa: PLC0415 - see _wait_until_ready
+
         try:
             return probe(self.paths.socket)
         except ProbeError:
             return None
+
+    def _wait_until_ready(
+        self, process: ProcessHandle | None, bin_used: str, log_path: str
+    ) -> AppServerInfo:
+        # The probe's socket and hashlib imports are a sixth of a stop's time; only the
+        # paths that talk to the server load them.
+        from daemonkit.readiness import wait_until_ready  # noqa: PLC0415
+
+        return wait_until_ready(
+            self.paths.socket,
+            process=process,
+            bin_used=bin_used,
+            log_path=log_path,
+            env=self.version_env(),
+        )
 
     def check_unmanaged(self) -> bool:
         managed = self.managed()
@@ -170,22 +186,10 @@ class Daemon:
         spawned = spawn_recorded(request)
         if isinstance(spawned, Running):
             # Another command won the reservation race; wait for its server instead.
-            info = wait_until_ready(
-                self.paths.socket,
-                process=None,
-                bin_used=canonical,
-                log_path=request.paths.log,
-                env=self.version_env(),
-            )
+            info = self._wait_until_ready(None, canonical, request.paths.log)
             return spawned.record.pid, info
         try:
-            info = wait_until_ready(
-                self.paths.socket,
-                process=spawned,
-                bin_used=canonical,
-                log_path=request.paths.log,
-                env=self.version_env(),
-            )
+            info = self._wait_until_ready(spawned, canonical, request.paths.log)
         except NotReadyError:
             self._clean_up_failed_start(spawned)
             raise
@@ -232,13 +236,7 @@ class Daemon:
                 return self._output(LifecycleStatus.ALREADY_RUNNING, managed=managed, info=info)
             if self.managed():
                 bin_path = managed_bin_path(self.paths)
-                info = wait_until_ready(
-                    self.paths.socket,
-                    process=None,
-                    bin_used=bin_path,
-                    log_path=self.paths.app_server.log,
-                    env=self.version_env(),
-                )
+                info = self._wait_until_ready(None, bin_path, self.paths.app_server.log)
                 self.ensure_updater(settings)
                 return self._output(LifecycleStatus.ALREADY_RUNNING, managed=True, info=info)
             bin_path = ensure_managed_bin(self.paths)
@@ -276,6 +274,8 @@ class Daemon:
 
     def version(self) -> LifecycleOutput:
         """SPEC §2.8: no lock; a probe failure is the command's error."""
+        from daemonkit.probe import probe  # noqa: PLC0415 - see _wait_until_ready
+
         load_settings(self.paths.settings)
         info = probe(self.paths.socket)
         return self._output(LifecycleStatus.RUNNING, managed=self.managed(), info=info)

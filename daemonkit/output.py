@@ -9,9 +9,8 @@ from __future__ import annotations
 import json
 import re
 import sys
-from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 __all__ = [
     "InstallOutput",
@@ -50,15 +49,14 @@ class InstallStatus(StrEnum):
     ALREADY_INSTALLED = "alreadyInstalled"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LifecycleOutput:
+class LifecycleOutput(NamedTuple):
     status: LifecycleStatus
     managed: bool  # renders "backend":"pid" when a managed record is active
-    pid: int | None = None  # only when this invocation spawned the server
     managed_codex_path: str
     managed_codex_version: str | None
     socket_path: str
     cli_version: str
+    pid: int | None = None  # only when this invocation spawned the server
     app_server_version: str | None = None  # omitted for stopped / notRunning
 
     def to_json(self) -> dict[str, object]:
@@ -88,8 +86,7 @@ class RemoteControlStatus(StrEnum):
     ALREADY_DISABLED = "alreadyDisabled"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BootstrapOutput:
+class BootstrapOutput(NamedTuple):
     auto_update_enabled: bool  # an updater is running when bootstrap returns
     remote_control_enabled: bool
     managed_codex_path: str
@@ -112,8 +109,7 @@ class BootstrapOutput:
         }
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RemoteControlOutput:
+class RemoteControlOutput(NamedTuple):
     status: RemoteControlStatus
     app_server_version: str | None  # present, with backend, iff a managed server runs
     remote_control_enabled: bool
@@ -137,8 +133,7 @@ class UpdaterStatus(StrEnum):
     NOT_RUNNING = "notRunning"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class UpdaterReport:
+class UpdaterReport(NamedTuple):
     status: UpdaterStatus
     pid: int | None
     auto_update_enabled: bool
@@ -164,8 +159,7 @@ class UpdaterReport:
         return out
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StatusOutput:
+class StatusOutput(NamedTuple):
     status: ServerStatus
     managed: bool
     pid: int | None
@@ -177,7 +171,7 @@ class StatusOutput:
     remote_control_enabled: bool
     desired_state: str | None
     updater: UpdaterReport
-    warnings: list[str] = field(default_factory=list)
+    warnings: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, object]:
         out = _server_json(self)
@@ -188,8 +182,7 @@ class StatusOutput:
         return out
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class InstallOutput:
+class InstallOutput(NamedTuple):
     status: InstallStatus
     channel: str
     managed_codex_path: str
@@ -210,8 +203,7 @@ class InstallOutput:
         }
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LogFile:
+class LogFile(NamedTuple):
     path: str
     size_bytes: int | None
     tail: str | None
@@ -220,8 +212,7 @@ class LogFile:
         return {"path": self.path, "sizeBytes": self.size_bytes, "tail": self.tail}
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LogsOutput:
+class LogsOutput(NamedTuple):
     app_server_log: LogFile
     app_server_previous_log: LogFile
     updater_log: LogFile

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import os
 import pwd
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from daemonkit.errors import HomeError
 
@@ -47,8 +46,7 @@ def _passwd_home() -> str | None:
         return None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PidPaths:
+class PidPaths(NamedTuple):
     """The files that belong to one managed process (SPEC §4.1)."""
 
     record: str
@@ -70,8 +68,7 @@ class PidPaths:
         )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DaemonPaths:
+class DaemonPaths(NamedTuple):
     """The state layout of one CODEX_HOME (SPEC §3.1)."""
 
     codex_home: str

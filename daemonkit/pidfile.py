@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
 from enum import Enum, auto
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from daemonkit.errors import LockTimeoutError, PidFileError, PidRecordError, UnsafeFileError
 from daemonkit.files import AtomicWriteError, read_state_file, write_atomic
@@ -52,8 +51,7 @@ class Absent(Enum):
     STARTING = auto()
 
 
-@dataclass(frozen=True, slots=True)
-class Running:
+class Running(NamedTuple):
     record: PidRecord
     raw: bytes
 

@@ -13,7 +13,7 @@ and are matched by start time (SPEC §4.3).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from daemonkit.errors import PidRecordError
 
@@ -28,14 +28,12 @@ __all__ = [
 MAX_PID = 2**32 - 1
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LinuxIdentity:
+class LinuxIdentity(NamedTuple):
     boot_id: str
     start_ticks: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MacIdentity:
+class MacIdentity(NamedTuple):
     """macOS identity (best effort); ``boot_id`` and ``unique_id`` are absent in legacy form."""
 
     boot_id: str | None
@@ -44,21 +42,19 @@ class MacIdentity:
     start_microseconds: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ExecutableIdentity:
+class ExecutableIdentity(NamedTuple):
     digest: tuple[int, ...]
     path_digest: tuple[int, ...]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PidRecord:
+class PidRecord(NamedTuple):
     pid: int
     process_start_time: str
     identity: LinuxIdentity | MacIdentity | None = None
     executable: ExecutableIdentity | None = None
 
     def with_identity(self, identity: LinuxIdentity) -> PidRecord:
-        return replace(self, identity=identity)
+        return self._replace(identity=identity)
 
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {"pid": self.pid, "processStartTime": self.process_start_time}

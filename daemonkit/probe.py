@@ -25,7 +25,7 @@ import os
 import socket
 import struct
 import time
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from daemonkit import __version__
 from daemonkit.errors import ProbeError, ProbeTimeoutError
@@ -45,8 +45,7 @@ _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _OP_CONT, _OP_TEXT, _OP_BINARY, _OP_CLOSE, _OP_PING, _OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AppServerInfo:
+class AppServerInfo(NamedTuple):
     app_server_version: str
     user_agent: str
 

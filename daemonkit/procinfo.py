@@ -9,8 +9,8 @@ from __future__ import annotations
 import errno
 import os
 import time
-from dataclasses import dataclass
 from functools import cache
+from typing import NamedTuple
 
 from daemonkit.pidrecord import LinuxIdentity, PidRecord
 
@@ -29,8 +29,7 @@ _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
 LEGACY_TOLERANCE_S = 2
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ProcessSnapshot:
+class ProcessSnapshot(NamedTuple):
     """What /proc says about a live, non-zombie process we may signal."""
 
     pid: int

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from daemonkit import __version__
@@ -27,7 +26,7 @@ def bootstrap(daemon: Daemon, *, remote_control: bool) -> BootstrapOutput:
     paths = daemon.paths
     with daemon.lock(daemon.effective_grace_s()):
         bin_path = ensure_managed_bin(paths)
-        settings = replace(load_settings(paths.settings), remote_control_enabled=remote_control)
+        settings = load_settings(paths.settings)._replace(remote_control_enabled=remote_control)
         managed = daemon.check_unmanaged()
         update_settings(
             paths.settings, paths.settings_tmp, {"remoteControlEnabled": remote_control}
@@ -91,7 +90,7 @@ def set_remote_control_mode(daemon: Daemon, *, enable: bool) -> RemoteControlOut
                 bin_path = ensure_managed_bin(paths)
                 daemon.stop_app_server(settings.shutdown_grace_s)
                 _, info = daemon.spawn_and_wait(
-                    replace(settings, remote_control_enabled=enable), bin_path
+                    settings._replace(remote_control_enabled=enable), bin_path
                 )
                 version = info.app_server_version
             status = RemoteControlStatus.ENABLED if enable else RemoteControlStatus.DISABLED

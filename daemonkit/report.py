@@ -116,7 +116,7 @@ def collect_status(paths: DaemonPaths, environ: Mapping[str, str]) -> StatusOutp
             last_result=_str_or_none(recorded.get("lastResult")),
             last_error=_str_or_none(recorded.get("lastError")),
         ),
-        warnings=warnings,
+        warnings=tuple(warnings),
     )
 
 

@@ -9,7 +9,7 @@ enable is retried without them.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from daemonkit.errors import ProbeTimeoutError, RpcError
 from daemonkit.probe import PROBE_BUDGET_S, WebSocketConnection, client_info, initialize
@@ -22,8 +22,7 @@ INVALID_PARAMS = -32602
 STATUS_CHANGED = "remoteControl/status/changed"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RemoteControlState:
+class RemoteControlState(NamedTuple):
     status: str
     server_name: str | None
     environment_id: str | None

@@ -8,9 +8,7 @@ default of each key that fails and reports the problem as a warning (SPEC §3.6)
 from __future__ import annotations
 
 import json
-import urllib.parse
-from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from daemonkit.errors import SettingsError, UnsafeFileError, describe_chain
 from daemonkit.files import AtomicWriteError, read_state_file, write_atomic
@@ -33,8 +31,7 @@ DEFAULT_SCRIPT_URL = "https://chatgpt.com/codex/install.sh"
 SETTINGS_LIMIT = 1 << 20
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Settings:
+class Settings(NamedTuple):
     remote_control_enabled: bool = False
     shutdown_grace_s: int = DEFAULT_GRACE_S
     auto_update_enabled: bool = True
@@ -43,12 +40,11 @@ class Settings:
     install_script_url: str = DEFAULT_SCRIPT_URL
 
 
-@dataclass(slots=True)
-class _Problems:
+class _Problems(NamedTuple):
     """Problems found while parsing, in the order strict loading reports them."""
 
-    parse: list[str] = field(default_factory=list)
-    validate: list[str] = field(default_factory=list)
+    parse: list[str]
+    validate: list[str]
 
 
 def _json_object(raw: bytes, path: str) -> dict[str, object]:
@@ -86,6 +82,10 @@ def _get_uint(obj: dict[str, object], key: str, default: int, where: str, p: _Pr
 
 
 def _is_allowed_url(url: str) -> bool:
+    # Only a settings file that sets installScriptUrl pays for urllib and ipaddress.
+    import ipaddress  # noqa: PLC0415
+    import urllib.parse  # noqa: PLC0415
+
     parsed = urllib.parse.urlsplit(url)
     if parsed.scheme == "https" and parsed.hostname:
         return True
@@ -94,8 +94,6 @@ def _is_allowed_url(url: str) -> bool:
     if parsed.scheme == "http" and parsed.hostname:
         if parsed.hostname == "localhost":
             return True
-        import ipaddress  # noqa: PLC0415 - only http:// URLs need it; keeps start-up fast
-
         try:
             return ipaddress.ip_address(parsed.hostname).is_loopback
         except ValueError:
@@ -104,7 +102,7 @@ def _is_allowed_url(url: str) -> bool:
 
 
 def _parse(obj: dict[str, object]) -> tuple[Settings, _Problems]:
-    p = _Problems()
+    p = _Problems(parse=[], validate=[])
     defaults = Settings()
     remote = _get_bool(obj, "remoteControlEnabled", False, "remoteControlEnabled", p)
     grace = _get_uint(obj, "shutdownGraceSeconds", DEFAULT_GRACE_S, "shutdownGraceSeconds", p)

@@ -6,8 +6,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from daemonkit.errors import UpdaterError
 from daemonkit.probe import connect_unix
@@ -31,8 +30,7 @@ PROMPT = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class RelayedOutput:
+class RelayedOutput(NamedTuple):
     """The updater's UpdateOutput, printed exactly as the updater (kit or Rust) built it."""
 
     value: dict[str, object]

@@ -164,7 +164,7 @@ def test_status_golden_full() -> None:
             last_result="noUpdate",
             last_error="boom",
         ),
-        warnings=["invalid pid file contents in /x", "second"],
+        warnings=("invalid pid file contents in /x", "second"),
     )
     assert render(out) == (
         '{"status":"running","backend":"pid","pid":4804,' + COMMON + ","
