@@ -136,7 +136,7 @@ def _parse(obj: dict[str, object]) -> tuple[Settings, _Problems]:
     url = DEFAULT_SCRIPT_URL
     if not isinstance(url_value, str):
         p.parse.append("invalid type for updater.installScriptUrl: expected a string")
-    elif _is_allowed_url(url_value):
+    elif url_value == DEFAULT_SCRIPT_URL or _is_allowed_url(url_value):
         url = url_value
     else:
         p.validate.append(f"installer script URL must use https: {url_value}")
