@@ -12,7 +12,6 @@ import select
 import signal
 import time
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, NamedTuple
 
 from daemonkit.errors import SpawnError, StopError
 from daemonkit.files import ensure_state_dir
@@ -27,9 +26,12 @@ from daemonkit.pidfile import (
 )
 from daemonkit.pidrecord import PidRecord
 from daemonkit.procinfo import inspect_process, record_matches, snapshot_identity
+from daemonkit.value import Value
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
+    from typing import Final
 
     from daemonkit.paths import PidPaths
 
@@ -113,13 +115,25 @@ def deferred_interrupts() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-class SpawnRequest(NamedTuple):
-    paths: PidPaths
-    state_dir: str
-    argv: Sequence[str]
-    env: Mapping[str, str]
-    cwd: str
-    what: str  # "app-server" or "updater", as error texts name it
+class SpawnRequest(Value):
+    __slots__ = ("argv", "cwd", "env", "paths", "state_dir", "what")
+
+    def __init__(
+        self,
+        *,
+        paths: PidPaths,
+        state_dir: str,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        cwd: str,
+        what: str,
+    ) -> None:
+        self.paths: Final = paths
+        self.state_dir: Final = state_dir
+        self.argv: Final = argv
+        self.env: Final = env
+        self.cwd: Final = cwd
+        self.what: Final = what  # "app-server" or "updater", as error texts name it
 
 
 def spawn_recorded(request: SpawnRequest) -> ProcessHandle | Running:

@@ -13,16 +13,19 @@ import re
 import signal
 import sys
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, NoReturn
 
 from daemonkit import __version__
 from daemonkit.errors import DaemonError, InterruptedByUserError, PlatformError, render_error
-from daemonkit.output import JsonOutput, emit
+from daemonkit.output import emit
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Sequence
     from types import FrameType
+    from typing import NoReturn
+
+    from daemonkit.output import JsonOutput
 
 __all__ = ["build_parser", "main"]
 
@@ -165,7 +168,7 @@ def _run(args: argparse.Namespace | SimpleNamespace) -> JsonOutput:
     from daemonkit.paths import DaemonPaths, resolve_codex_home  # noqa: PLC0415
 
     home = resolve_codex_home(args.codex_home, os.environ)
-    paths = DaemonPaths.from_home(home)
+    paths = DaemonPaths(home)
     match args.command:
         case "status":
             from daemonkit.report import collect_status  # noqa: PLC0415

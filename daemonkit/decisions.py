@@ -9,10 +9,11 @@ functions select. The names mirror the seed's ``lib.rs`` (``restart_decision``,
 from __future__ import annotations
 
 from enum import Enum, auto
-from typing import TYPE_CHECKING, assert_never
+from typing import assert_never
 
 from daemonkit.managed import versions_equal
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 

@@ -23,19 +23,21 @@ import subprocess
 import sys
 import tempfile
 import threading
-from typing import IO, TYPE_CHECKING, NamedTuple
 
 from daemonkit.errors import InstallError, ManagedCodexError, VerificationError
 from daemonkit.files import fsync_dir
 from daemonkit.hooks import crash_point
 from daemonkit.locks import held_lock
 from daemonkit.managed import read_codex_version, render_exit_status, versions_equal
+from daemonkit.pidfile import Running, read_pid_state
+from daemonkit.value import Value
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from typing import IO, Final
 
     from daemonkit.paths import DaemonPaths
-from daemonkit.pidfile import Running, read_pid_state
 
 __all__ = ["InstallResult", "flip_symlink", "install_npm", "install_script", "read_link"]
 
@@ -52,11 +54,14 @@ _RELEASE_NAME = re.compile(
 KEEP_NEWEST = 2
 
 
-class InstallResult(NamedTuple):
-    release: str
-    version: str
-    previous: str | None
-    changed: bool  # False when `current` already pointed at the release
+class InstallResult(Value):
+    __slots__ = ("changed", "previous", "release", "version")
+
+    def __init__(self, *, release: str, version: str, previous: str | None, changed: bool) -> None:
+        self.release: Final = release
+        self.version: Final = version
+        self.previous: Final = previous
+        self.changed: Final = changed  # False when `current` already pointed at the release
 
 
 def host_targets() -> list[str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, NoReturn
 
 from daemonkit import __version__
 from daemonkit.environment import child_environment
@@ -16,8 +15,10 @@ from daemonkit.pidfile import Running, active_state
 from daemonkit.probe import probe
 from daemonkit.settings import load_settings
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
+    from typing import NoReturn
 
     from daemonkit.paths import DaemonPaths
 

@@ -22,23 +22,28 @@ import os
 import signal
 import stat
 import sys
-from typing import TYPE_CHECKING, NamedTuple
 
 from daemonkit.errors import DaemonError, PidFileError, SpawnError, UnsafeFileError
 from daemonkit.files import open_state_file
+from daemonkit.value import Value
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
     from types import ModuleType
+    from typing import Final
 
 __all__ = ["Spawned", "open_log_for_spawn", "spawn_detached", "working_directory"]
 
 _EXIT_FAILED = 127
 
 
-class Spawned(NamedTuple):
-    pid: int
-    start_ticks: int
+class Spawned(Value):
+    __slots__ = ("pid", "start_ticks")
+
+    def __init__(self, *, pid: int, start_ticks: int) -> None:
+        self.pid: Final = pid
+        self.start_ticks: Final = start_ticks
 
 
 class _Fd:

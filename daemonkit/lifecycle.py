@@ -8,7 +8,6 @@ calls, and every output is built here and printed by the CLI.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
 
 from daemonkit import __version__
 from daemonkit.backend import ProcessHandle, SpawnRequest, spawn_recorded, stop_recorded
@@ -34,6 +33,7 @@ from daemonkit.settings import Settings, load_settings, load_settings_leniently
 from daemonkit.updater_control import is_updater_active, spawn_updater, stop_updater
 from daemonkit.versioncache import cached_codex_version
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 

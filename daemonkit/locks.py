@@ -12,11 +12,11 @@ import fcntl
 import os
 import time
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
 
 from daemonkit.errors import DaemonError, LockError, LockTimeoutError, UnsafeFileError
 from daemonkit.files import ensure_state_dir, open_state_file
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 

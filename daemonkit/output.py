@@ -10,7 +10,16 @@ import json
 import re
 import sys
 from enum import StrEnum
-from typing import NamedTuple, Protocol
+
+from daemonkit.value import Value
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Final, Protocol
+
+    class JsonOutput(Protocol):
+        def to_json(self) -> dict[str, object]: ...
+
 
 __all__ = [
     "InstallOutput",
@@ -49,15 +58,38 @@ class InstallStatus(StrEnum):
     ALREADY_INSTALLED = "alreadyInstalled"
 
 
-class LifecycleOutput(NamedTuple):
-    status: LifecycleStatus
-    managed: bool  # renders "backend":"pid" when a managed record is active
-    managed_codex_path: str
-    managed_codex_version: str | None
-    socket_path: str
-    cli_version: str
-    pid: int | None = None  # only when this invocation spawned the server
-    app_server_version: str | None = None  # omitted for stopped / notRunning
+class LifecycleOutput(Value):
+    __slots__ = (
+        "app_server_version",
+        "cli_version",
+        "managed",
+        "managed_codex_path",
+        "managed_codex_version",
+        "pid",
+        "socket_path",
+        "status",
+    )
+
+    def __init__(
+        self,
+        *,
+        status: LifecycleStatus,
+        managed: bool,
+        managed_codex_path: str,
+        managed_codex_version: str | None,
+        socket_path: str,
+        cli_version: str,
+        pid: int | None = None,
+        app_server_version: str | None = None,
+    ) -> None:
+        self.status: Final = status
+        self.managed: Final = managed  # renders "backend":"pid" when a managed record is active
+        self.managed_codex_path: Final = managed_codex_path
+        self.managed_codex_version: Final = managed_codex_version
+        self.socket_path: Final = socket_path
+        self.cli_version: Final = cli_version
+        self.pid: Final = pid  # only when this invocation spawned the server
+        self.app_server_version: Final = app_server_version  # omitted for stopped / notRunning
 
     def to_json(self) -> dict[str, object]:
         return _server_json(self)
@@ -86,14 +118,37 @@ class RemoteControlStatus(StrEnum):
     ALREADY_DISABLED = "alreadyDisabled"
 
 
-class BootstrapOutput(NamedTuple):
-    auto_update_enabled: bool  # an updater is running when bootstrap returns
-    remote_control_enabled: bool
-    managed_codex_path: str
-    managed_codex_version: str | None
-    socket_path: str
-    cli_version: str
-    app_server_version: str
+class BootstrapOutput(Value):
+    __slots__ = (
+        "app_server_version",
+        "auto_update_enabled",
+        "cli_version",
+        "managed_codex_path",
+        "managed_codex_version",
+        "remote_control_enabled",
+        "socket_path",
+    )
+
+    def __init__(
+        self,
+        *,
+        auto_update_enabled: bool,
+        remote_control_enabled: bool,
+        managed_codex_path: str,
+        managed_codex_version: str | None,
+        socket_path: str,
+        cli_version: str,
+        app_server_version: str,
+    ) -> None:
+        self.auto_update_enabled: Final = (
+            auto_update_enabled  # an updater is running when bootstrap returns
+        )
+        self.remote_control_enabled: Final = remote_control_enabled
+        self.managed_codex_path: Final = managed_codex_path
+        self.managed_codex_version: Final = managed_codex_version
+        self.socket_path: Final = socket_path
+        self.cli_version: Final = cli_version
+        self.app_server_version: Final = app_server_version
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -109,12 +164,31 @@ class BootstrapOutput(NamedTuple):
         }
 
 
-class RemoteControlOutput(NamedTuple):
-    status: RemoteControlStatus
-    app_server_version: str | None  # present, with backend, iff a managed server runs
-    remote_control_enabled: bool
-    socket_path: str
-    cli_version: str
+class RemoteControlOutput(Value):
+    __slots__ = (
+        "app_server_version",
+        "cli_version",
+        "remote_control_enabled",
+        "socket_path",
+        "status",
+    )
+
+    def __init__(
+        self,
+        *,
+        status: RemoteControlStatus,
+        app_server_version: str | None,
+        remote_control_enabled: bool,
+        socket_path: str,
+        cli_version: str,
+    ) -> None:
+        self.status: Final = status
+        self.app_server_version: Final = (
+            app_server_version  # present, with backend, iff a managed server runs
+        )
+        self.remote_control_enabled: Final = remote_control_enabled
+        self.socket_path: Final = socket_path
+        self.cli_version: Final = cli_version
 
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {"status": self.status.value}
@@ -133,15 +207,38 @@ class UpdaterStatus(StrEnum):
     NOT_RUNNING = "notRunning"
 
 
-class UpdaterReport(NamedTuple):
-    status: UpdaterStatus
-    pid: int | None
-    auto_update_enabled: bool
-    channel: str
-    update_interval_minutes: int
-    last_check_at_ms: int | None = None
-    last_result: str | None = None
-    last_error: str | None = None
+class UpdaterReport(Value):
+    __slots__ = (
+        "auto_update_enabled",
+        "channel",
+        "last_check_at_ms",
+        "last_error",
+        "last_result",
+        "pid",
+        "status",
+        "update_interval_minutes",
+    )
+
+    def __init__(
+        self,
+        *,
+        status: UpdaterStatus,
+        pid: int | None,
+        auto_update_enabled: bool,
+        channel: str,
+        update_interval_minutes: int,
+        last_check_at_ms: int | None = None,
+        last_result: str | None = None,
+        last_error: str | None = None,
+    ) -> None:
+        self.status: Final = status
+        self.pid: Final = pid
+        self.auto_update_enabled: Final = auto_update_enabled
+        self.channel: Final = channel
+        self.update_interval_minutes: Final = update_interval_minutes
+        self.last_check_at_ms: Final = last_check_at_ms
+        self.last_result: Final = last_result
+        self.last_error: Final = last_error
 
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {"status": self.status.value}
@@ -159,19 +256,50 @@ class UpdaterReport(NamedTuple):
         return out
 
 
-class StatusOutput(NamedTuple):
-    status: ServerStatus
-    managed: bool
-    pid: int | None
-    managed_codex_path: str
-    managed_codex_version: str | None
-    socket_path: str
-    cli_version: str
-    app_server_version: str | None
-    remote_control_enabled: bool
-    desired_state: str | None
-    updater: UpdaterReport
-    warnings: tuple[str, ...] = ()
+class StatusOutput(Value):
+    __slots__ = (
+        "app_server_version",
+        "cli_version",
+        "desired_state",
+        "managed",
+        "managed_codex_path",
+        "managed_codex_version",
+        "pid",
+        "remote_control_enabled",
+        "socket_path",
+        "status",
+        "updater",
+        "warnings",
+    )
+
+    def __init__(
+        self,
+        *,
+        status: ServerStatus,
+        managed: bool,
+        pid: int | None,
+        managed_codex_path: str,
+        managed_codex_version: str | None,
+        socket_path: str,
+        cli_version: str,
+        app_server_version: str | None,
+        remote_control_enabled: bool,
+        desired_state: str | None,
+        updater: UpdaterReport,
+        warnings: tuple[str, ...] = (),
+    ) -> None:
+        self.status: Final = status
+        self.managed: Final = managed
+        self.pid: Final = pid
+        self.managed_codex_path: Final = managed_codex_path
+        self.managed_codex_version: Final = managed_codex_version
+        self.socket_path: Final = socket_path
+        self.cli_version: Final = cli_version
+        self.app_server_version: Final = app_server_version
+        self.remote_control_enabled: Final = remote_control_enabled
+        self.desired_state: Final = desired_state
+        self.updater: Final = updater
+        self.warnings: Final = warnings
 
     def to_json(self) -> dict[str, object]:
         out = _server_json(self)
@@ -182,14 +310,35 @@ class StatusOutput(NamedTuple):
         return out
 
 
-class InstallOutput(NamedTuple):
-    status: InstallStatus
-    channel: str
-    managed_codex_path: str
-    managed_codex_version: str | None
-    release_path: str | None
-    previous_release_path: str | None
-    cli_version: str
+class InstallOutput(Value):
+    __slots__ = (
+        "channel",
+        "cli_version",
+        "managed_codex_path",
+        "managed_codex_version",
+        "previous_release_path",
+        "release_path",
+        "status",
+    )
+
+    def __init__(
+        self,
+        *,
+        status: InstallStatus,
+        channel: str,
+        managed_codex_path: str,
+        managed_codex_version: str | None,
+        release_path: str | None,
+        previous_release_path: str | None,
+        cli_version: str,
+    ) -> None:
+        self.status: Final = status
+        self.channel: Final = channel
+        self.managed_codex_path: Final = managed_codex_path
+        self.managed_codex_version: Final = managed_codex_version
+        self.release_path: Final = release_path
+        self.previous_release_path: Final = previous_release_path
+        self.cli_version: Final = cli_version
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -203,21 +352,41 @@ class InstallOutput(NamedTuple):
         }
 
 
-class LogFile(NamedTuple):
-    path: str
-    size_bytes: int | None
-    tail: str | None
+class LogFile(Value):
+    __slots__ = ("path", "size_bytes", "tail")
+
+    def __init__(self, *, path: str, size_bytes: int | None, tail: str | None) -> None:
+        self.path: Final = path
+        self.size_bytes: Final = size_bytes
+        self.tail: Final = tail
 
     def to_json(self) -> dict[str, object]:
         return {"path": self.path, "sizeBytes": self.size_bytes, "tail": self.tail}
 
 
-class LogsOutput(NamedTuple):
-    app_server_log: LogFile
-    app_server_previous_log: LogFile
-    updater_log: LogFile
-    updater_previous_log: LogFile
-    tail_bytes: int
+class LogsOutput(Value):
+    __slots__ = (
+        "app_server_log",
+        "app_server_previous_log",
+        "tail_bytes",
+        "updater_log",
+        "updater_previous_log",
+    )
+
+    def __init__(
+        self,
+        *,
+        app_server_log: LogFile,
+        app_server_previous_log: LogFile,
+        updater_log: LogFile,
+        updater_previous_log: LogFile,
+        tail_bytes: int,
+    ) -> None:
+        self.app_server_log: Final = app_server_log
+        self.app_server_previous_log: Final = app_server_previous_log
+        self.updater_log: Final = updater_log
+        self.updater_previous_log: Final = updater_previous_log
+        self.tail_bytes: Final = tail_bytes
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -227,10 +396,6 @@ class LogsOutput(NamedTuple):
             "updaterPreviousLog": self.updater_previous_log.to_json(),
             "tailBytes": self.tail_bytes,
         }
-
-
-class JsonOutput(Protocol):
-    def to_json(self) -> dict[str, object]: ...
 
 
 def render(output: JsonOutput) -> str:

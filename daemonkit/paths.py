@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import pwd
-from typing import TYPE_CHECKING, NamedTuple
 
 from daemonkit.errors import HomeError
+from daemonkit.value import Value
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from typing import Final
 
 __all__ = ["DaemonPaths", "PidPaths", "resolve_codex_home"]
 
@@ -46,14 +48,17 @@ def _passwd_home() -> str | None:
         return None
 
 
-class PidPaths(NamedTuple):
+class PidPaths(Value):
     """The files that belong to one managed process (SPEC §4.1)."""
 
-    record: str
-    lock: str
-    tmp: str
-    log: str
-    previous_log: str
+    __slots__ = ("lock", "log", "previous_log", "record", "tmp")
+
+    def __init__(self, *, record: str, lock: str, tmp: str, log: str, previous_log: str) -> None:
+        self.record: Final = record
+        self.lock: Final = lock
+        self.tmp: Final = tmp
+        self.log: Final = log
+        self.previous_log: Final = previous_log
 
     @classmethod
     def for_stem(cls, state_dir: str, stem: str) -> PidPaths:
@@ -68,52 +73,51 @@ class PidPaths(NamedTuple):
         )
 
 
-class DaemonPaths(NamedTuple):
+class DaemonPaths(Value):
     """The state layout of one CODEX_HOME (SPEC §3.1)."""
 
-    codex_home: str
-    state_dir: str
-    socket: str
-    operation_lock: str
-    settings: str
-    settings_tmp: str
-    desired_state: str
-    updater_state: str
-    updater_socket: str
-    version_cache: str
-    app_server: PidPaths
-    updater: PidPaths
-    package_root: str
-    releases: str
-    current: str
-    previous: str
-    install_lock: str
-    rust_dedicated_pid: str
+    __slots__ = (
+        "app_server",
+        "codex_home",
+        "current",
+        "desired_state",
+        "install_lock",
+        "operation_lock",
+        "package_root",
+        "previous",
+        "releases",
+        "rust_dedicated_pid",
+        "settings",
+        "settings_tmp",
+        "socket",
+        "state_dir",
+        "updater",
+        "updater_socket",
+        "updater_state",
+        "version_cache",
+    )
 
-    @classmethod
-    def from_home(cls, codex_home: str) -> DaemonPaths:
+    def __init__(self, codex_home: str) -> None:
         state_dir = os.path.join(codex_home, STATE_DIR_NAME)
         package_root = os.path.join(codex_home, "packages", "standalone")
-        return cls(
-            codex_home=codex_home,
-            state_dir=state_dir,
-            socket=os.path.join(codex_home, *SOCKET_RELATIVE),
-            operation_lock=os.path.join(state_dir, "daemon.lock"),
-            settings=os.path.join(state_dir, "settings.json"),
-            settings_tmp=os.path.join(state_dir, "settings.tmp"),
-            desired_state=os.path.join(state_dir, "desired-state.json"),
-            updater_state=os.path.join(state_dir, "app-server-updater.state.json"),
-            updater_socket=os.path.join(state_dir, "app-server-updater.sock"),
-            version_cache=os.path.join(state_dir, "managed-codex-version.json"),
-            app_server=PidPaths.for_stem(state_dir, "app-server"),
-            updater=PidPaths.for_stem(state_dir, "app-server-updater"),
-            package_root=package_root,
-            releases=os.path.join(package_root, "releases"),
-            current=os.path.join(package_root, "current"),
-            previous=os.path.join(package_root, "previous"),
-            install_lock=os.path.join(package_root, "install.lock"),
-            rust_dedicated_pid=os.path.join(state_dir, "daemon.pid"),
-        )
+        self.codex_home: Final = codex_home
+        self.state_dir: Final = state_dir
+        self.socket: Final = os.path.join(codex_home, *SOCKET_RELATIVE)
+        self.operation_lock: Final = os.path.join(state_dir, "daemon.lock")
+        self.settings: Final = os.path.join(state_dir, "settings.json")
+        self.settings_tmp: Final = os.path.join(state_dir, "settings.tmp")
+        self.desired_state: Final = os.path.join(state_dir, "desired-state.json")
+        self.updater_state: Final = os.path.join(state_dir, "app-server-updater.state.json")
+        self.updater_socket: Final = os.path.join(state_dir, "app-server-updater.sock")
+        self.version_cache: Final = os.path.join(state_dir, "managed-codex-version.json")
+        self.app_server: Final = PidPaths.for_stem(state_dir, "app-server")
+        self.updater: Final = PidPaths.for_stem(state_dir, "app-server-updater")
+        self.package_root: Final = package_root
+        self.releases: Final = os.path.join(package_root, "releases")
+        self.current: Final = os.path.join(package_root, "current")
+        self.previous: Final = os.path.join(package_root, "previous")
+        self.install_lock: Final = os.path.join(package_root, "install.lock")
+        self.rust_dedicated_pid: Final = os.path.join(state_dir, "daemon.pid")
 
     @property
     def managed_bin_candidates(self) -> tuple[str, str]:

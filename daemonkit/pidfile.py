@@ -15,15 +15,18 @@ from __future__ import annotations
 import os
 import time
 from enum import Enum, auto
-from typing import TYPE_CHECKING, NamedTuple
 
 from daemonkit.errors import LockTimeoutError, PidFileError, PidRecordError, UnsafeFileError
 from daemonkit.files import AtomicWriteError, read_state_file, write_atomic
 from daemonkit.locks import acquire_lock, is_locked_elsewhere, open_lock_file, try_lock
 from daemonkit.pidrecord import PidRecord, parse_pid_record
 from daemonkit.procinfo import ProcessSnapshot, inspect_process, record_matches
+from daemonkit.value import Value
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Final
+
     from daemonkit.paths import PidPaths
 
 __all__ = [
@@ -51,9 +54,12 @@ class Absent(Enum):
     STARTING = auto()
 
 
-class Running(NamedTuple):
-    record: PidRecord
-    raw: bytes
+class Running(Value):
+    __slots__ = ("raw", "record")
+
+    def __init__(self, *, record: PidRecord, raw: bytes) -> None:
+        self.record: Final = record
+        self.raw: Final = raw
 
 
 PidState = Absent | Running
@@ -61,7 +67,7 @@ PidState = Absent | Running
 
 def _parse(paths: PidPaths, raw: bytes) -> Running:
     try:
-        return Running(parse_pid_record(raw), raw)
+        return Running(record=parse_pid_record(raw), raw=raw)
     except PidRecordError as exc:
         raise PidRecordError(f"invalid pid file contents in {paths.record}") from exc
 
@@ -173,7 +179,7 @@ def _promote_legacy(paths: PidPaths, state: Running, snapshot: ProcessSnapshot) 
             write_atomic(paths.record, paths.tmp, raw, durable=False)
         except OSError:
             return state  # promotion is an improvement, never a reason to fail
-        return Running(promoted, raw)
+        return Running(record=promoted, raw=raw)
     finally:
         os.close(fd)
 

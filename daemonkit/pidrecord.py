@@ -13,9 +13,13 @@ and are matched by start time (SPEC §4.3).
 from __future__ import annotations
 
 import json
-from typing import NamedTuple
 
 from daemonkit.errors import PidRecordError
+from daemonkit.value import Value
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Final
 
 __all__ = [
     "ExecutableIdentity",
@@ -28,33 +32,64 @@ __all__ = [
 MAX_PID = 2**32 - 1
 
 
-class LinuxIdentity(NamedTuple):
-    boot_id: str
-    start_ticks: int
+class LinuxIdentity(Value):
+    __slots__ = ("boot_id", "start_ticks")
+
+    def __init__(self, *, boot_id: str, start_ticks: int) -> None:
+        self.boot_id: Final = boot_id
+        self.start_ticks: Final = start_ticks
 
 
-class MacIdentity(NamedTuple):
+class MacIdentity(Value):
     """macOS identity (best effort); ``boot_id`` and ``unique_id`` are absent in legacy form."""
 
-    boot_id: str | None
-    unique_id: int | None
-    start_seconds: int
-    start_microseconds: int
+    __slots__ = ("boot_id", "start_microseconds", "start_seconds", "unique_id")
+
+    def __init__(
+        self,
+        *,
+        boot_id: str | None,
+        unique_id: int | None,
+        start_seconds: int,
+        start_microseconds: int,
+    ) -> None:
+        self.boot_id: Final = boot_id
+        self.unique_id: Final = unique_id
+        self.start_seconds: Final = start_seconds
+        self.start_microseconds: Final = start_microseconds
 
 
-class ExecutableIdentity(NamedTuple):
-    digest: tuple[int, ...]
-    path_digest: tuple[int, ...]
+class ExecutableIdentity(Value):
+    __slots__ = ("digest", "path_digest")
+
+    def __init__(self, *, digest: tuple[int, ...], path_digest: tuple[int, ...]) -> None:
+        self.digest: Final = digest
+        self.path_digest: Final = path_digest
 
 
-class PidRecord(NamedTuple):
-    pid: int
-    process_start_time: str
-    identity: LinuxIdentity | MacIdentity | None = None
-    executable: ExecutableIdentity | None = None
+class PidRecord(Value):
+    __slots__ = ("executable", "identity", "pid", "process_start_time")
+
+    def __init__(
+        self,
+        *,
+        pid: int,
+        process_start_time: str,
+        identity: LinuxIdentity | MacIdentity | None = None,
+        executable: ExecutableIdentity | None = None,
+    ) -> None:
+        self.pid: Final = pid
+        self.process_start_time: Final = process_start_time
+        self.identity: Final = identity
+        self.executable: Final = executable
 
     def with_identity(self, identity: LinuxIdentity) -> PidRecord:
-        return self._replace(identity=identity)
+        return PidRecord(
+            pid=self.pid,
+            process_start_time=self.process_start_time,
+            identity=identity,
+            executable=self.executable,
+        )
 
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {"pid": self.pid, "processStartTime": self.process_start_time}

@@ -25,10 +25,14 @@ import os
 import socket
 import struct
 import time
-from typing import NamedTuple
 
 from daemonkit import __version__
 from daemonkit.errors import ProbeError, ProbeTimeoutError
+from daemonkit.value import Value
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Final
 
 __all__ = [
     "AppServerInfo",
@@ -45,9 +49,12 @@ _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _OP_CONT, _OP_TEXT, _OP_BINARY, _OP_CLOSE, _OP_PING, _OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 
 
-class AppServerInfo(NamedTuple):
-    app_server_version: str
-    user_agent: str
+class AppServerInfo(Value):
+    __slots__ = ("app_server_version", "user_agent")
+
+    def __init__(self, *, app_server_version: str, user_agent: str) -> None:
+        self.app_server_version: Final = app_server_version
+        self.user_agent: Final = user_agent
 
 
 class _ClosedError(Exception):

@@ -10,9 +10,13 @@ import errno
 import os
 import time
 from functools import cache
-from typing import NamedTuple
 
 from daemonkit.pidrecord import LinuxIdentity, PidRecord
+from daemonkit.value import Value
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Final
 
 __all__ = [
     "ProcessSnapshot",
@@ -29,12 +33,15 @@ _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
 LEGACY_TOLERANCE_S = 2
 
 
-class ProcessSnapshot(NamedTuple):
+class ProcessSnapshot(Value):
     """What /proc says about a live, non-zombie process we may signal."""
 
-    pid: int
-    identity: LinuxIdentity
-    start_epoch_s: int
+    __slots__ = ("identity", "pid", "start_epoch_s")
+
+    def __init__(self, *, pid: int, identity: LinuxIdentity, start_epoch_s: int) -> None:
+        self.pid: Final = pid
+        self.identity: Final = identity
+        self.start_epoch_s: Final = start_epoch_s
 
     @property
     def lstart(self) -> str:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 from daemonkit.errors import NotReadyError, ProbeError, SpawnError
 from daemonkit.logtail import render_tail
 from daemonkit.managed import try_codex_version
 from daemonkit.probe import PROBE_BUDGET_S, AppServerInfo, probe
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from daemonkit import __version__
 from daemonkit.errors import DaemonError, ProbeError, RpcError, describe_chain
 from daemonkit.intent import DesiredState
@@ -14,6 +12,7 @@ from daemonkit.rpc import set_remote_control
 from daemonkit.settings import load_settings, update_settings
 from daemonkit.updater_control import is_updater_active, spawn_updater, stop_updater
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from daemonkit.lifecycle import Daemon
 
@@ -26,7 +25,7 @@ def bootstrap(daemon: Daemon, *, remote_control: bool) -> BootstrapOutput:
     paths = daemon.paths
     with daemon.lock(daemon.effective_grace_s()):
         bin_path = ensure_managed_bin(paths)
-        settings = load_settings(paths.settings)._replace(remote_control_enabled=remote_control)
+        settings = load_settings(paths.settings).with_remote_control(remote_control)
         managed = daemon.check_unmanaged()
         update_settings(
             paths.settings, paths.settings_tmp, {"remoteControlEnabled": remote_control}
@@ -89,9 +88,7 @@ def set_remote_control_mode(daemon: Daemon, *, enable: bool) -> RemoteControlOut
             if managed:
                 bin_path = ensure_managed_bin(paths)
                 daemon.stop_app_server(settings.shutdown_grace_s)
-                _, info = daemon.spawn_and_wait(
-                    settings._replace(remote_control_enabled=enable), bin_path
-                )
+                _, info = daemon.spawn_and_wait(settings.with_remote_control(enable), bin_path)
                 version = info.app_server_version
             status = RemoteControlStatus.ENABLED if enable else RemoteControlStatus.DISABLED
         return RemoteControlOutput(

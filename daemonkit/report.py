@@ -6,7 +6,6 @@ Nothing here takes a lock, creates a file or removes a record.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
 
 from daemonkit import __version__
 from daemonkit.environment import child_environment
@@ -29,6 +28,7 @@ from daemonkit.procinfo import inspect_process, record_matches
 from daemonkit.settings import load_settings_leniently
 from daemonkit.versioncache import cached_codex_version
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
 

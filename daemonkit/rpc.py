@@ -9,10 +9,14 @@ enable is retried without them.
 from __future__ import annotations
 
 import time
-from typing import NamedTuple
 
 from daemonkit.errors import ProbeTimeoutError, RpcError
 from daemonkit.probe import PROBE_BUDGET_S, WebSocketConnection, client_info, initialize
+from daemonkit.value import Value
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Final
 
 __all__ = ["RemoteControlState", "set_remote_control"]
 
@@ -22,11 +26,21 @@ INVALID_PARAMS = -32602
 STATUS_CHANGED = "remoteControl/status/changed"
 
 
-class RemoteControlState(NamedTuple):
-    status: str
-    server_name: str | None
-    environment_id: str | None
-    timed_out: bool = False
+class RemoteControlState(Value):
+    __slots__ = ("environment_id", "server_name", "status", "timed_out")
+
+    def __init__(
+        self,
+        *,
+        status: str,
+        server_name: str | None,
+        environment_id: str | None,
+        timed_out: bool = False,
+    ) -> None:
+        self.status: Final = status
+        self.server_name: Final = server_name
+        self.environment_id: Final = environment_id
+        self.timed_out: Final = timed_out
 
 
 class _RejectedParamsError(Exception):

@@ -8,20 +8,23 @@ default of each key that fails and reports the problem as a warning (SPEC §3.6)
 from __future__ import annotations
 
 import json
-from typing import Literal, NamedTuple
 
 from daemonkit.errors import SettingsError, UnsafeFileError, describe_chain
 from daemonkit.files import AtomicWriteError, read_state_file, write_atomic
+from daemonkit.value import Value
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Final, Literal
+
+    Channel = Literal["script", "npm"]
 
 __all__ = [
-    "Channel",
     "Settings",
     "load_settings",
     "load_settings_leniently",
     "update_settings",
 ]
-
-Channel = Literal["script", "npm"]
 
 DEFAULT_GRACE_S = 60
 MAX_GRACE_S = 300
@@ -31,20 +34,52 @@ DEFAULT_SCRIPT_URL = "https://chatgpt.com/codex/install.sh"
 SETTINGS_LIMIT = 1 << 20
 
 
-class Settings(NamedTuple):
-    remote_control_enabled: bool = False
-    shutdown_grace_s: int = DEFAULT_GRACE_S
-    auto_update_enabled: bool = True
-    update_interval_minutes: int = DEFAULT_INTERVAL_MINUTES
-    channel: Channel = "script"
-    install_script_url: str = DEFAULT_SCRIPT_URL
+class Settings(Value):
+    __slots__ = (
+        "auto_update_enabled",
+        "channel",
+        "install_script_url",
+        "remote_control_enabled",
+        "shutdown_grace_s",
+        "update_interval_minutes",
+    )
+
+    def __init__(
+        self,
+        *,
+        remote_control_enabled: bool = False,
+        shutdown_grace_s: int = DEFAULT_GRACE_S,
+        auto_update_enabled: bool = True,
+        update_interval_minutes: int = DEFAULT_INTERVAL_MINUTES,
+        channel: Channel = "script",
+        install_script_url: str = DEFAULT_SCRIPT_URL,
+    ) -> None:
+        self.remote_control_enabled: Final = remote_control_enabled
+        self.shutdown_grace_s: Final = shutdown_grace_s
+        self.auto_update_enabled: Final = auto_update_enabled
+        self.update_interval_minutes: Final = update_interval_minutes
+        self.channel: Final = channel
+        self.install_script_url: Final = install_script_url
+
+    def with_remote_control(self, enabled: bool) -> Settings:
+        return Settings(
+            remote_control_enabled=enabled,
+            shutdown_grace_s=self.shutdown_grace_s,
+            auto_update_enabled=self.auto_update_enabled,
+            update_interval_minutes=self.update_interval_minutes,
+            channel=self.channel,
+            install_script_url=self.install_script_url,
+        )
 
 
-class _Problems(NamedTuple):
+class _Problems(Value):
     """Problems found while parsing, in the order strict loading reports them."""
 
-    parse: list[str]
-    validate: list[str]
+    __slots__ = ("parse", "validate")
+
+    def __init__(self, *, parse: list[str], validate: list[str]) -> None:
+        self.parse: Final = parse
+        self.validate: Final = validate
 
 
 def _json_object(raw: bytes, path: str) -> dict[str, object]:

@@ -6,16 +6,18 @@ import json
 import os
 import sys
 import time
-from typing import TYPE_CHECKING, NamedTuple
 
 from daemonkit.errors import UpdaterError
 from daemonkit.probe import connect_unix
 from daemonkit.settings import load_settings
 from daemonkit.updater_control import is_updater_active, spawn_updater
+from daemonkit.value import Value
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import socket
     from collections.abc import Mapping
+    from typing import Final
 
     from daemonkit.paths import DaemonPaths
 
@@ -30,10 +32,13 @@ PROMPT = (
 )
 
 
-class RelayedOutput(NamedTuple):
+class RelayedOutput(Value):
     """The updater's UpdateOutput, printed exactly as the updater (kit or Rust) built it."""
 
-    value: dict[str, object]
+    __slots__ = ("value",)
+
+    def __init__(self, *, value: dict[str, object]) -> None:
+        self.value: Final = value
 
     def to_json(self) -> dict[str, object]:
         return self.value
@@ -123,7 +128,7 @@ def request_update(
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise UpdaterError("failed to parse the updater's reply") from exc
     if isinstance(reply, dict) and isinstance(reply.get("Ok"), dict):
-        return RelayedOutput(reply["Ok"])
+        return RelayedOutput(value=reply["Ok"])
     if isinstance(reply, dict) and isinstance(reply.get("Err"), str):
         raise UpdaterError(reply["Err"])
     raise UpdaterError("failed to parse the updater's reply") from ValueError(

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING
 
 from daemonkit.backend import SpawnRequest, spawn_recorded, stop_recorded
 from daemonkit.environment import child_environment
 from daemonkit.launcher import working_directory
 from daemonkit.pidfile import Running, is_starting_or_running
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 import os
-from typing import TYPE_CHECKING
 
 from daemonkit.files import read_state_file, write_atomic
 from daemonkit.managed import try_codex_version
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
 

@@ -227,7 +227,7 @@ class Home:
         self.user_home = self.root / "u"
         self.user_home.mkdir()
         self.mark = f"{SESSION}-{uuid.uuid4().hex}"
-        self.paths = DaemonPaths.from_home(str(self.path))
+        self.paths = DaemonPaths(str(self.path))
         self.extra_env: dict[str, str] = {}
         self.started: list[subprocess.Popen[bytes]] = []
         self.groups: list[int] = []

@@ -59,7 +59,7 @@ _SPAWN = """
 import os, sys
 from daemonkit.backend import SpawnRequest, spawn_recorded
 from daemonkit.paths import DaemonPaths
-paths = DaemonPaths.from_home(os.environ["CODEX_HOME"])
+paths = DaemonPaths(os.environ["CODEX_HOME"])
 spawned = spawn_recorded(SpawnRequest(
     paths=paths.updater, state_dir=paths.state_dir,
     argv=[sys.executable, "-m", "updater", "run"], env=dict(os.environ),
@@ -771,7 +771,7 @@ def test_long_home_serves_requests_through_a_socket_alias(
     long_home = home.path / ("x" * 80)
     long_home.mkdir()
     home.path = long_home
-    home.paths = DaemonPaths.from_home(str(long_home))
+    home.paths = DaemonPaths(str(long_home))
     use_hooks(home)
     configure(home, script_server)
     process = foreground_updater(home, "--once")

@@ -182,7 +182,7 @@ def point_current(paths: DaemonPaths, release: str) -> None:
 
 @pytest.fixture
 def paths(tmp_path: Path) -> DaemonPaths:
-    return DaemonPaths.from_home(str(tmp_path / "h"))
+    return DaemonPaths(str(tmp_path / "h"))
 
 
 def test_prefers_current_codex(paths: DaemonPaths) -> None:

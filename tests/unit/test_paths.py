@@ -132,7 +132,7 @@ def test_no_home_and_no_passwd_entry_fails() -> None:
 
 
 def test_layout_derived_from_home() -> None:
-    paths = DaemonPaths.from_home("/tmp/dk-x/h")
+    paths = DaemonPaths("/tmp/dk-x/h")
     s = "/tmp/dk-x/h/app-server-daemon"
     p = "/tmp/dk-x/h/packages/standalone"
     assert paths.state_dir == s
