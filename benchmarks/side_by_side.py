@@ -4,7 +4,9 @@ Both manage the same pinned real Codex (npm `@openai/codex`), each in its own fr
 CODEX_HOME in the legacy standalone layout, with auto-update off so neither spawns an
 updater. Runs alternate kit and Rust; each run is start (cold to ready), version
 (running), restart, stop. Prints medians, p90 and the kit/Rust ratio per operation
-(SPEC §11), the interpreter's own start-up time, and writes JSON with --json PATH.
+(SPEC §11); the floors any Python CLI pays before its own code runs (interpreter,
+console-script wrapper, the modules a command cannot do without), timed in the same
+runs; the idle updater's CPU and memory. Writes JSON with --json PATH.
 
     python benchmarks/side_by_side.py [--runs 11] [--json out.json]
 """
@@ -177,13 +179,20 @@ def _proc_state(pid: int) -> str:
         return "X"
 
 
-def interpreter_startup_ms(python: Path, runs: int) -> float:
-    samples = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        subprocess.run([str(python), "-c", "pass"], check=True)
-        samples.append(time.perf_counter() - started)
-    return statistics.median(samples) * 1000
+# What any Python CLI pays before its own code runs, timed in the same runs: the
+# interpreter; the console script pip writes (it imports re) plus json, which every
+# command needs; and the probe's socket and hashlib, which `version` needs.
+FLOORS = {
+    "interpreter": "pass",
+    "wrapper+json": "import re, json",
+    "version floor": "import re, json, socket, hashlib, base64",
+}
+
+
+def time_python(python: Path, code: str) -> float:
+    started = time.perf_counter()
+    subprocess.run([str(python), "-c", code], check=True)
+    return time.perf_counter() - started
 
 
 def main() -> int:
@@ -202,6 +211,7 @@ def main() -> int:
     samples: dict[str, dict[str, list[float]]] = {
         r.name: {op: [] for op in OPERATIONS} for r in (kit, rust)
     }
+    floors: dict[str, list[float]] = {name: [] for name in FLOORS}
     try:
         for warmup in (kit, rust):  # first starts initialise each home's Codex state
             warmup.timed("start")
@@ -211,6 +221,8 @@ def main() -> int:
             for runner in order:
                 for operation in OPERATIONS:
                     samples[runner.name][operation].append(runner.timed(operation))
+            for name, code in FLOORS.items():
+                floors[name].append(time_python(venv / "bin" / "python", code))
             print(f"run {run + 1}/{args.runs} done", file=sys.stderr)
     finally:
         for runner in (kit, rust):
@@ -239,9 +251,16 @@ def main() -> int:
             f"{operation:<10} {kit_median * 1000:9.1f} {rust_median * 1000:9.1f} "
             f"{kit_p90 * 1000:9.1f} {rust_p90 * 1000:9.1f} {ratio:7.2f}"
         )
-    startup = interpreter_startup_ms(venv / "bin" / "python", args.runs)
-    figures["interpreterStartupMs"] = round(startup, 1)
-    print(f"python -c pass: {startup:.1f} ms")
+    rust_version = statistics.median(samples["rust"]["version"])
+    floor_figures: dict[str, object] = {}
+    for name, code in FLOORS.items():
+        floor = statistics.median(floors[name])
+        floor_figures[name] = {"code": code, "medianMs": round(floor * 1000, 1)}
+        print(
+            f"{name:<14} python -c {code!r}: {floor * 1000:.1f} ms "
+            f"({floor / rust_version:.2f} x rust version)"
+        )
+    figures["floors"] = floor_figures
     updater = measure_idle_updater(kit_cli, binary, args.idle)
     shutil.rmtree(venv, ignore_errors=True)
     figures["updater"] = updater

@@ -9,6 +9,9 @@ A slotted class with a hand-written ``__init__`` costs about 10 µs.
 A subclass lists its fields in ``__slots__`` and sets each exactly once, in
 ``__init__``, annotated ``Final`` so that mypy rejects any later assignment. This base
 derives equality, hashing and ``repr`` from the slots.
+
+The updater package, a long-running process whose start-up nobody waits on, keeps
+dataclasses for its own state and replies.
 """
 
 from __future__ import annotations
