@@ -1,7 +1,5 @@
 """``python -m daemonkit``: the codex-daemon CLI."""
 
-import sys
+from daemonkit.cli import run
 
-from daemonkit.cli import main
-
-sys.exit(main())
+run()

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from daemonkit.output import JsonOutput
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "run"]
 
 _VERSION_PATTERN = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+-]*$")
 # Commands that take no options of their own: `[--codex-home PATH] COMMAND` is all
@@ -255,5 +255,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def run() -> NoReturn:
+    """The console script: ``main()``, then exit without tearing the interpreter down.
+
+    When ``main`` returns, the command's work is done and its output written. The
+    interpreter's finalisation, freeing every loaded module, would add about 8 ms (a
+    tenth of a ``stop``) and nothing else: the kernel closes descriptors and drops
+    flocks at exit, and no command leaves a thread or an atexit handler behind.
+    """
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -655,7 +655,7 @@ def test_wheel_and_sdist_build(tmp_path: Path) -> None:
         "updater/py.typed",
     } <= names
     assert {name.split("/")[0] for name in names} == {"daemonkit", "updater", info}
-    assert "codex-daemon = daemonkit.cli:main" in entry_points
+    assert "codex-daemon = daemonkit.cli:run" in entry_points
     assert "codex-daemon-updater = updater.__main__:main" in entry_points
     assert "Requires-Python: >=3.11" in metadata
     for requirement in ("python-daemon>=2.3", "sh>=1.14", "packaging>=23"):
