@@ -182,6 +182,7 @@ class Daemon:
             ),
             cwd=working_directory(self.environ),
             what="app-server",
+            executable=canonical,
         )
         spawned = spawn_recorded(request)
         if isinstance(spawned, Running):

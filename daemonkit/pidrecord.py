@@ -91,6 +91,14 @@ class PidRecord(Value):
             executable=self.executable,
         )
 
+    def with_executable(self, executable: ExecutableIdentity) -> PidRecord:
+        return PidRecord(
+            pid=self.pid,
+            process_start_time=self.process_start_time,
+            identity=self.identity,
+            executable=executable,
+        )
+
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {"pid": self.pid, "processStartTime": self.process_start_time}
         match self.identity:

@@ -36,6 +36,7 @@ from daemonkit.decisions import (
     should_reexec_updater,
     update_modes_for_identities,
 )
+from daemonkit.digest import digest_kind, file_digest
 from daemonkit.environment import child_environment
 from daemonkit.errors import (
     DaemonError,
@@ -59,7 +60,7 @@ from daemonkit.managed import (
 from daemonkit.pidfile import PidState, Running, active_state, is_starting_or_running
 from daemonkit.probe import AppServerInfo, probe
 from daemonkit.settings import Settings, load_settings
-from updater.binary import digest_kind, file_digest, read_version_with_sh
+from updater.binary import read_version_with_sh
 from updater.install import ShutdownRequestedError, install_release
 from updater.log import error_text
 from updater.report import CycleReport, LockHold, UpdateOutput, UpdateStatus

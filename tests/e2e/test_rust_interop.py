@@ -140,3 +140,20 @@ def _stop_rust_updater(home: Home) -> None:
     if isinstance(pid, int) and home.carries_mark(pid):
         os.killpg(pid, signal.SIGTERM)
         wait_for(lambda: not is_alive(pid), what=f"rust updater {pid} to exit")
+
+
+def test_both_write_the_same_record_for_the_same_binary(legacy_home: Home) -> None:
+    """Same keys in the same order, and the same executableIdentity (SPEC §4.2)."""
+    pytest.importorskip("blake3", reason="executableIdentity needs the blake3 extra")
+    real_home = legacy_home
+    assert real_home.run("start").json["status"] == "started"
+    kit_record = real_home.record()
+    assert real_home.run("stop").json["status"] == "stopped"
+    assert rust(real_home, "start")["status"] == "started"
+    rust_record = real_home.record()
+    assert rust(real_home, "stop")["status"] == "stopped"
+    assert kit_record is not None
+    assert rust_record is not None
+    assert list(kit_record) == list(rust_record)
+    assert list(kit_record) == ["pid", "processStartTime", "processIdentity", "executableIdentity"]
+    assert kit_record["executableIdentity"] == rust_record["executableIdentity"]

@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -144,6 +145,49 @@ def test_record_names_the_started_process_by_proc_identity(fake: Home) -> None:
     assert fake.record_pid() == pid
     assert record_bytes(fake) == raw
     assert is_alive(pid)
+
+
+def managed_binary(home: Home) -> str:
+    return os.path.realpath(os.path.join(home.paths.current, "codex"))
+
+
+def test_record_names_the_binary_by_its_blake3_digests(fake: Home) -> None:
+    """executableIdentity as the Rust daemon writes it (SPEC §4.2), with the extra."""
+    blake3 = pytest.importorskip("blake3", reason="executableIdentity needs the blake3 extra")
+    started_pid(fake)
+    raw = record_bytes(fake)
+    assert raw is not None
+    record = json.loads(raw)
+    binary = managed_binary(fake)
+    assert list(record) == ["pid", "processStartTime", "processIdentity", "executableIdentity"]
+    assert record["executableIdentity"] == {
+        "digest": list(blake3.blake3(Path(binary).read_bytes()).digest()),
+        "path_digest": list(blake3.blake3(binary.encode()).digest()),
+    }
+    # It names the binary, not the process: never part of the liveness match.
+    assert fake.run("status").json["status"] == "running"
+
+
+def test_without_blake3_the_record_omits_the_binary_identity(fake: Home) -> None:
+    # An entry of None in sys.modules makes `import blake3` fail as if not installed.
+    code = (
+        "import sys; sys.modules['blake3'] = None; sys.argv = ['codex-daemon', 'start']; "
+        "from daemonkit.cli import run; run()"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env=fake.env(),
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["status"] == "started"
+    raw = record_bytes(fake)
+    assert raw is not None
+    assert list(json.loads(raw)) == ["pid", "processStartTime", "processIdentity"]
 
 
 # -- reservations (empty records) ----------------------------------------------------------

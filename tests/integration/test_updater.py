@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from daemonkit.digest import digest_kind, file_digest
 from daemonkit.paths import DaemonPaths
 from tests.harness import FAKE_SOURCE, TARGET, is_alive, updater_pid, wait_for
 from tests.updates import ScriptServer, install_script, release_dir, stage_payload
@@ -175,8 +176,22 @@ def answers(path: str) -> bool:
     return True
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def binary_digest(path: Path) -> str:
+    """The binary's digest as the updater computes it (BLAKE3 with the extra)."""
+    return file_digest(str(path), digest_kind())
+
+
+def rebuild_in_place(binary: Path) -> str:
+    """Change the managed binary's bytes (not its version) under a running server.
+
+    Returns the digest of the bytes the server was started from, and saves it as the
+    validated digest of that server: the reference differs from the managed binary
+    whether it comes from the record's executableIdentity (BLAKE3) or from the state.
+    """
+    before = binary_digest(binary)
+    with binary.open("a") as f:
+        f.write("# rebuilt\n")
+    return before
 
 
 def request(home: Home, data: bytes = b"update\n") -> object:
@@ -251,7 +266,7 @@ def test_scheduled_cycle_installs_and_restarts_onto_the_new_version(
     saved = state(home)
     assert saved["lastError"] is None
     assert saved["consecutiveFailures"] == 0
-    assert saved["lastValidatedDigest"] == sha256(release_dir(home, "1.1.0") / "codex")
+    assert saved["lastValidatedDigest"] == binary_digest(release_dir(home, "1.1.0") / "codex")
     assert [line["outcome"] for line in stages(home, "restart")] == ["succeeded"]
     spawned = [line for line in events(home) if line.get("event") == "process_spawned"]
     assert [line["details"]["pid"] for line in spawned] == [new_pid]  # type: ignore[index]
@@ -510,7 +525,7 @@ def test_reexec_after_a_binary_change_keeps_the_updater_pid(
     second_pid = home.record_pid()
     assert second_pid not in (None, first_pid)
     assert server_version(home) == "1.1.0"
-    assert state(home)["lastValidatedDigest"] == sha256(release_dir(home, "1.1.0") / "codex")
+    assert state(home)["lastValidatedDigest"] == binary_digest(release_dir(home, "1.1.0") / "codex")
     # The new image keeps cycling; the unchanged binary causes no further restart.
     seen = len(stages(home, "scheduled_update"))
     wait_for(
@@ -621,12 +636,11 @@ def test_requested_reexec_replies_first_and_resumes_the_schedule(
     use_hooks(home, scale=None)  # no scheduled cycle during the test
     configure(home, script_server)
     pid = start_server(home)
-    # The server was validated from other bytes than the managed binary has now.
     Path(home.paths.updater_state).write_text(
         json.dumps(
             {
-                "lastValidatedDigest": "00" * 32,
-                "lastValidatedDigestKind": "sha256",
+                "lastValidatedDigest": rebuild_in_place(release_dir(home, "1.0.0") / "codex"),
+                "lastValidatedDigestKind": digest_kind(),
                 "lastValidatedPid": pid,
             }
         )
@@ -858,8 +872,8 @@ def test_crash_before_reexec_leaves_a_recoverable_state(
     Path(home.paths.updater_state).write_text(
         json.dumps(
             {
-                "lastValidatedDigest": "00" * 32,
-                "lastValidatedDigestKind": "sha256",
+                "lastValidatedDigest": rebuild_in_place(release_dir(home, "1.0.0") / "codex"),
+                "lastValidatedDigestKind": digest_kind(),
                 "lastValidatedPid": pid,
             }
         )

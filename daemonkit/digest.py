@@ -1,0 +1,65 @@
+"""Content digests of the managed binary: BLAKE3 when the optional package is installed.
+
+The app-server's pid record carries ``executableIdentity`` (SPEC §4.2), BLAKE3 of the
+canonical executable's bytes and of its path, as the Rust daemon writes it; without
+the ``blake3`` package the key is omitted. The updater compares content digests to
+decide whether a running server is already on the managed binary (SPEC §8.5): BLAKE3
+when installed, SHA-256 otherwise, and only digests of one kind with each other.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from daemonkit.pidrecord import ExecutableIdentity
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import ModuleType
+
+__all__ = ["digest_kind", "executable_identity", "file_digest"]
+
+_CHUNK = 1 << 20
+
+
+def _blake3() -> ModuleType | None:
+    # Optional extra: imported by name so that type checking does not depend on
+    # whether the package (and its stubs) is installed.
+    try:
+        return importlib.import_module("blake3")
+    except ImportError:
+        return None
+
+
+def digest_kind() -> str:
+    return "sha256" if _blake3() is None else "blake3"
+
+
+def file_digest(path: str, kind: str) -> str:
+    """Hex content digest of ``path`` of the given kind (SPEC §8.5)."""
+    module = _blake3() if kind == "blake3" else None
+    with open(path, "rb") as f:
+        if module is None:
+            import hashlib  # noqa: PLC0415 - loads OpenSSL; only digest paths need it
+
+            return hashlib.file_digest(f, "sha256").hexdigest()
+        hasher = module.blake3()
+        while chunk := f.read(_CHUNK):
+            hasher.update(chunk)
+        return str(hasher.hexdigest())
+
+
+def executable_identity(canonical: str) -> ExecutableIdentity | None:
+    """BLAKE3 of the executable's bytes and of its path, or None without blake3.
+
+    The binary (about 300 MB for Codex 0.169.0) is hashed memory-mapped on every
+    core, as upstream does, while the server it runs initialises. An unreadable
+    binary raises ``OSError``; the caller then omits the key (SPEC §4.6 step 5).
+    """
+    module = _blake3()
+    if module is None:
+        return None
+    content = module.blake3(max_threads=module.blake3.AUTO)
+    content.update_mmap(canonical)
+    path = module.blake3(canonical.encode("utf-8", "surrogateescape"))
+    return ExecutableIdentity(digest=tuple(content.digest()), path_digest=tuple(path.digest()))
