@@ -52,16 +52,17 @@ def ensure_real_codex() -> Path:
 
 
 def install_kit(into: Path) -> Path:
-    """A fresh venv with the kit installed as users install it (`pip install .`).
+    """A fresh venv with the kit installed as users install it (`pip install '.[blake3]'`).
 
     The development venv's editable install adds an import hook that loads pathlib at
     every interpreter start (about 20 ms here), which no user pays; pip also compiles
-    the installed modules, as a distro package does.
+    the installed modules, as a distro package does. The blake3 extra makes the kit
+    digest the binary into its record as the Rust daemon does, so both do the same work.
     """
     print(f"installing the kit into {into} ...", file=sys.stderr)
     subprocess.run([sys.executable, "-m", "venv", str(into)], check=True)
     subprocess.run(
-        [str(into / "bin" / "pip"), "install", "--quiet", str(REPO)],
+        [str(into / "bin" / "pip"), "install", "--quiet", f"{REPO}[blake3]"],
         check=True,
         stdout=sys.stderr,
     )
