@@ -13,14 +13,12 @@ import signal
 import time
 from contextlib import contextmanager
 
-from daemonkit.digest import executable_identity
-from daemonkit.errors import DaemonError, SpawnError, StopError
+from daemonkit.errors import SpawnError, StopError
 from daemonkit.files import ensure_state_dir
 from daemonkit.hooks import crash_point
 from daemonkit.launcher import open_log_for_spawn, spawn_detached
 from daemonkit.pidfile import (
     Running,
-    read_pid_state,
     remove_record_if_unchanged,
     reserve_pid_file,
     wait_for_record,
@@ -118,7 +116,7 @@ def deferred_interrupts() -> Iterator[None]:
 
 
 class SpawnRequest(Value):
-    __slots__ = ("argv", "cwd", "env", "executable", "paths", "state_dir", "what")
+    __slots__ = ("argv", "cwd", "env", "paths", "state_dir", "what")
 
     def __init__(
         self,
@@ -129,7 +127,6 @@ class SpawnRequest(Value):
         env: Mapping[str, str],
         cwd: str,
         what: str,
-        executable: str | None = None,
     ) -> None:
         self.paths: Final = paths
         self.state_dir: Final = state_dir
@@ -137,8 +134,6 @@ class SpawnRequest(Value):
         self.env: Final = env
         self.cwd: Final = cwd
         self.what: Final = what  # "app-server" or "updater", as error texts name it
-        # The canonical binary the record's executableIdentity names (app-server only).
-        self.executable: Final = executable
 
 
 def spawn_recorded(request: SpawnRequest) -> ProcessHandle | Running:
@@ -174,8 +169,6 @@ def spawn_recorded(request: SpawnRequest) -> ProcessHandle | Running:
             raise
         crash_point("after-spawn")
         handle = ProcessHandle.bind(spawned.pid)
-        if request.executable is not None:
-            _add_executable_identity(request.paths, spawned.pid, request.executable)
         reservation.release()
         crash_point("after-publish")
     return handle if handle is not None else ProcessHandle(spawned.pid, None)
@@ -191,23 +184,6 @@ def _record_self(request: SpawnRequest, pid: int, ticks: int) -> None:
         ) from exc
     record = PidRecord(pid=pid, process_start_time=snapshot.lstart, identity=snapshot.identity)
     write_record(request.paths, record)
-
-
-def _add_executable_identity(paths: PidPaths, pid: int, executable: str) -> None:
-    """Add ``executableIdentity`` to the record the launched process published (SPEC §4.2).
-
-    Runs under the reservation lock while the server initialises. The key is
-    optional: without blake3, or on any failure, the record stays as it was written.
-    """
-    try:
-        identity = executable_identity(executable)
-        if identity is None:
-            return
-        state = read_pid_state(paths)
-        if isinstance(state, Running) and state.record.pid == pid:
-            write_record(paths, state.record.with_executable(identity))
-    except (OSError, DaemonError):
-        return
 
 
 def stop_recorded(paths: PidPaths, grace_s: float, *, group: bool, what: str) -> bool:

@@ -10,6 +10,7 @@ when installed, SHA-256 otherwise, and only digests of one kind with each other.
 from __future__ import annotations
 
 import importlib
+import threading
 
 from daemonkit.pidrecord import ExecutableIdentity
 
@@ -17,7 +18,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from types import ModuleType
 
-__all__ = ["digest_kind", "executable_identity", "file_digest"]
+__all__ = ["IdentityInBackground", "digest_kind", "executable_identity", "file_digest"]
 
 _CHUNK = 1 << 20
 
@@ -63,3 +64,29 @@ def executable_identity(canonical: str) -> ExecutableIdentity | None:
     content.update_mmap(canonical)
     path = module.blake3(canonical.encode("utf-8", "surrogateescape"))
     return ExecutableIdentity(digest=tuple(content.digest()), path_digest=tuple(path.digest()))
+
+
+class IdentityInBackground:
+    """``executable_identity`` computed in a thread while the server starts.
+
+    Hashing the binary takes about as long as the server takes to get ready; in a
+    thread the two overlap instead of adding up. The thread is a daemon thread: a
+    start that fails never waits for it.
+    """
+
+    def __init__(self, canonical: str) -> None:
+        self._identity: ExecutableIdentity | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(canonical,), name="executable-identity", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, canonical: str) -> None:
+        try:
+            self._identity = executable_identity(canonical)
+        except OSError:
+            self._identity = None  # an unreadable binary only omits the key
+
+    def result(self) -> ExecutableIdentity | None:
+        self._thread.join()
+        return self._identity

@@ -26,7 +26,7 @@ from daemonkit.launcher import working_directory
 from daemonkit.locks import operation_lock
 from daemonkit.managed import canonical_bin, ensure_managed_bin, managed_bin_path
 from daemonkit.output import LifecycleOutput, LifecycleStatus
-from daemonkit.pidfile import Running, is_starting_or_running
+from daemonkit.pidfile import Running, add_executable_identity, is_starting_or_running
 from daemonkit.pidrecord import parse_pid_record
 from daemonkit.procinfo import inspect_process, record_matches
 from daemonkit.settings import Settings, load_settings, load_settings_leniently
@@ -37,6 +37,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
+    from daemonkit.digest import IdentityInBackground
     from daemonkit.paths import DaemonPaths
     from daemonkit.probe import AppServerInfo
 
@@ -182,8 +183,10 @@ class Daemon:
             ),
             cwd=working_directory(self.environ),
             what="app-server",
-            executable=canonical,
         )
+        from daemonkit.digest import IdentityInBackground  # noqa: PLC0415 - spawns only
+
+        identity = IdentityInBackground(canonical)
         spawned = spawn_recorded(request)
         if isinstance(spawned, Running):
             # Another command won the reservation race; wait for its server instead.
@@ -196,7 +199,22 @@ class Daemon:
             raise
         finally:
             spawned.close()
+        self._record_identity(spawned.pid, identity)
         return spawned.pid, info
+
+    def _record_identity(self, pid: int, identity: IdentityInBackground) -> None:
+        """Add the binary's executableIdentity to the server's record (SPEC §4.2).
+
+        The key is optional: without blake3 there is none, and a failure to write it
+        leaves the record as the server published it, with a warning.
+        """
+        executable = identity.result()
+        if executable is None:
+            return
+        try:
+            add_executable_identity(self.paths.app_server, pid, executable)
+        except DaemonError as exc:
+            self.warn(f"failed to record the executable identity: {describe_chain(exc)}")
 
     def ensure_updater(self, settings: Settings) -> None:
         """SPEC §2.4: an updater runs exactly when auto-update is on.

@@ -19,7 +19,7 @@ from enum import Enum, auto
 from daemonkit.errors import LockTimeoutError, PidFileError, PidRecordError, UnsafeFileError
 from daemonkit.files import AtomicWriteError, read_state_file, write_atomic
 from daemonkit.locks import acquire_lock, is_locked_elsewhere, open_lock_file, try_lock
-from daemonkit.pidrecord import PidRecord, parse_pid_record
+from daemonkit.pidrecord import ExecutableIdentity, PidRecord, parse_pid_record
 from daemonkit.procinfo import ProcessSnapshot, inspect_process, record_matches
 from daemonkit.value import Value
 
@@ -156,6 +156,27 @@ def remove_record_if_unchanged(paths: PidPaths, raw: bytes) -> PidState:
             _unlink_record(paths)
             return Absent.MISSING
         return _read_locked(paths)
+    finally:
+        os.close(fd)
+
+
+def add_executable_identity(paths: PidPaths, pid: int, identity: ExecutableIdentity) -> None:
+    """Under the reservation lock, add ``executableIdentity`` to the record of ``pid``.
+
+    Only while the record still names that live process and has no identity of its
+    binary yet (SPEC §4.2): a record replaced in the meantime is left alone.
+    """
+    fd = _take_pid_lock(paths)
+    try:
+        state = _read_locked(paths)
+        if not isinstance(state, Running):
+            return
+        record = state.record
+        if record.pid != pid or record.executable is not None:
+            return
+        if not record_matches(record, inspect_process(pid)):
+            return
+        write_record(paths, record.with_executable(identity))
     finally:
         os.close(fd)
 
