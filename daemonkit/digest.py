@@ -13,12 +13,19 @@ import importlib
 import threading
 
 from daemonkit.pidrecord import ExecutableIdentity
+from daemonkit.versioncache import file_key, read_entry, write_entry
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from types import ModuleType
 
-__all__ = ["IdentityInBackground", "digest_kind", "executable_identity", "file_digest"]
+__all__ = [
+    "IdentityInBackground",
+    "cached_executable_identity",
+    "digest_kind",
+    "executable_identity",
+    "file_digest",
+]
 
 _CHUNK = 1 << 20
 
@@ -66,24 +73,68 @@ def executable_identity(canonical: str) -> ExecutableIdentity | None:
     return ExecutableIdentity(digest=tuple(content.digest()), path_digest=tuple(path.digest()))
 
 
-class IdentityInBackground:
-    """``executable_identity`` computed in a thread while the server starts.
+def _cached(entry: dict[str, object]) -> ExecutableIdentity | None:
+    digests = []
+    for name in ("digest", "pathDigest"):
+        value = entry.get(name)
+        if not isinstance(value, str):
+            return None
+        try:
+            digest = bytes.fromhex(value)
+        except ValueError:
+            return None
+        if len(digest) != 32:  # BLAKE3 digests are 32 bytes
+            return None
+        digests.append(tuple(digest))
+    return ExecutableIdentity(digest=digests[0], path_digest=digests[1])
 
-    Hashing the binary takes about as long as the server takes to get ready; in a
-    thread the two overlap instead of adding up. The thread is a daemon thread: a
-    start that fails never waits for it.
+
+def cached_executable_identity(canonical: str, cache_path: str) -> ExecutableIdentity | None:
+    """``executable_identity``, remembered against the file's identity (see versioncache).
+
+    The key is taken before the binary is read: should the file change while it is
+    hashed, the answer is stored under a key the file no longer has, never used.
+    """
+    if _blake3() is None:
+        return None
+    key = file_key(canonical)
+    if key is None:
+        return None
+    entry = read_entry(cache_path, key)
+    cached = _cached(entry)
+    if cached is not None:
+        return cached
+    identity = executable_identity(canonical)
+    if identity is not None:
+        digests = {
+            "digest": bytes(identity.digest).hex(),
+            "pathDigest": bytes(identity.path_digest).hex(),
+        }
+        write_entry(cache_path, key, {**entry, **digests})
+    return identity
+
+
+class IdentityInBackground:
+    """``cached_executable_identity`` in a thread, while the server starts.
+
+    On a cache miss, hashing the binary takes about as long as the server takes to
+    get ready; in a thread the two overlap as far as the cores allow. The thread is a
+    daemon thread: a start that fails never waits for it.
     """
 
-    def __init__(self, canonical: str) -> None:
+    def __init__(self, canonical: str, cache_path: str) -> None:
         self._identity: ExecutableIdentity | None = None
         self._thread = threading.Thread(
-            target=self._run, args=(canonical,), name="executable-identity", daemon=True
+            target=self._run,
+            args=(canonical, cache_path),
+            name="executable-identity",
+            daemon=True,
         )
         self._thread.start()
 
-    def _run(self, canonical: str) -> None:
+    def _run(self, canonical: str, cache_path: str) -> None:
         try:
-            self._identity = executable_identity(canonical)
+            self._identity = cached_executable_identity(canonical, cache_path)
         except OSError:
             self._identity = None  # an unreadable binary only omits the key
 

@@ -186,7 +186,7 @@ class Daemon:
         )
         from daemonkit.digest import IdentityInBackground  # noqa: PLC0415 - spawns only
 
-        identity = IdentityInBackground(canonical)
+        identity = IdentityInBackground(canonical, self.paths.version_cache)
         spawned = spawn_recorded(request)
         if isinstance(spawned, Running):
             # Another command won the reservation race; wait for its server instead.

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from daemonkit.pidfile import add_executable_identity
+from daemonkit.pidrecord import ExecutableIdentity
 from tests.harness import Result, boot_id, is_alive, start_ticks, wait_for
 
 if TYPE_CHECKING:
@@ -166,6 +168,57 @@ def test_record_names_the_binary_by_its_blake3_digests(fake: Home) -> None:
     }
     # It names the binary, not the process: never part of the liveness match.
     assert fake.run("status").json["status"] == "running"
+
+
+def test_binary_digests_are_cached_against_the_file_identity(fake: Home) -> None:
+    """A start digests the binary once; a rewritten binary is digested again."""
+    blake3 = pytest.importorskip("blake3", reason="executableIdentity needs the blake3 extra")
+    binary = Path(managed_binary(fake))
+    started_pid(fake)
+    cache = json.loads(Path(fake.paths.version_cache).read_bytes())
+    assert cache["digest"] == blake3.blake3(binary.read_bytes()).hexdigest()
+    assert cache["identity"][0] == str(binary)
+    assert fake.run("stop").json["status"] == "stopped"
+
+    # The cached answer is what the next start records: the cache is used...
+    cache["digest"] = "ab" * 32
+    Path(fake.paths.version_cache).write_text(json.dumps(cache))
+    started_pid(fake)
+    record = json.loads(record_bytes(fake) or b"")
+    assert record["executableIdentity"]["digest"] == [0xAB] * 32
+    assert fake.run("stop").json["status"] == "stopped"
+
+    # ...and only for the file it was computed from.
+    with binary.open("a") as f:
+        f.write("# rebuilt\n")
+    started_pid(fake)
+    record = json.loads(record_bytes(fake) or b"")
+    assert record["executableIdentity"]["digest"] == list(
+        blake3.blake3(binary.read_bytes()).digest()
+    )
+
+
+def test_binary_identity_is_added_only_to_the_record_of_that_live_process(fake: Home) -> None:
+    pid = started_pid(fake)
+    raw = record_bytes(fake)
+    assert raw is not None
+    bare = {key: value for key, value in json.loads(raw).items() if key != "executableIdentity"}
+    bare_raw = json.dumps(bare, separators=(",", ":")).encode()
+    Path(fake.paths.app_server.record).write_bytes(bare_raw)
+    identity = ExecutableIdentity(digest=tuple(range(32)), path_digest=tuple(range(1, 33)))
+
+    add_executable_identity(fake.paths.app_server, os.getpid(), identity)  # not its pid
+    assert record_bytes(fake) == bare_raw
+    add_executable_identity(fake.paths.app_server, pid, identity)
+    added = json.loads(record_bytes(fake) or b"")
+    assert added["executableIdentity"] == {
+        "digest": list(range(32)),
+        "path_digest": list(range(1, 33)),
+    }
+    # A record that already names its binary keeps the name it has.
+    other = ExecutableIdentity(digest=(0,) * 32, path_digest=(0,) * 32)
+    add_executable_identity(fake.paths.app_server, pid, other)
+    assert json.loads(record_bytes(fake) or b"") == added
 
 
 def test_without_blake3_the_record_omits_the_binary_identity(fake: Home) -> None:
