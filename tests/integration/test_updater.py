@@ -726,7 +726,8 @@ def test_restart_cap_defers_scheduled_cycles_but_not_requests(
     Path(home.paths.updater_state).write_text(json.dumps({"restartsAtMs": [now_ms] * 4}))
     updater = spawn_updater(home)
     wait_for(lambda: has_event(home, "deferred", reason="restartCap"), what="a capped cycle")
-    assert state(home)["lastResult"] == "deferred"
+    # The loop saves the state once the cycle has returned, after the event is logged.
+    wait_for(lambda: state(home).get("lastResult") == "deferred", what="the deferral saved")
     assert script_server.fetches == 0
     assert home.record_pid() == pid
     reply = request(home)
