@@ -19,13 +19,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from types import ModuleType
 
-__all__ = [
-    "IdentityInBackground",
-    "cached_executable_identity",
-    "digest_kind",
-    "executable_identity",
-    "file_digest",
-]
+__all__ = ["IdentityInBackground", "digest_kind", "executable_identity", "file_digest"]
 
 _CHUNK = 1 << 20
 
@@ -89,55 +83,48 @@ def _cached(entry: dict[str, object]) -> ExecutableIdentity | None:
     return ExecutableIdentity(digest=digests[0], path_digest=digests[1])
 
 
-def cached_executable_identity(canonical: str, cache_path: str) -> ExecutableIdentity | None:
-    """``executable_identity``, remembered against the file's identity (see versioncache).
-
-    The key is taken before the binary is read: should the file change while it is
-    hashed, the answer is stored under a key the file no longer has, never used.
-    """
-    if _blake3() is None:
-        return None
-    key = file_key(canonical)
-    if key is None:
-        return None
-    entry = read_entry(cache_path, key)
-    cached = _cached(entry)
-    if cached is not None:
-        return cached
-    identity = executable_identity(canonical)
-    if identity is not None:
-        digests = {
-            "digest": bytes(identity.digest).hex(),
-            "pathDigest": bytes(identity.path_digest).hex(),
-        }
-        write_entry(cache_path, key, {**entry, **digests})
-    return identity
-
-
 class IdentityInBackground:
-    """``cached_executable_identity`` in a thread, while the server starts.
+    """The binary's ``executableIdentity``, looked up or computed in a thread.
 
     On a cache miss, hashing the binary takes about as long as the server takes to
-    get ready; in a thread the two overlap as far as the cores allow. The thread is a
-    daemon thread: a start that fails never waits for it.
+    get ready; in a thread the two overlap as far as the cores allow. The thread only
+    reads: ``result()``, in the caller's thread, stores a fresh answer in the cache
+    (see versioncache), so a command that exits without asking, or while the daemon
+    thread still hashes, never leaves a half-written file behind.
     """
 
     def __init__(self, canonical: str, cache_path: str) -> None:
+        self._canonical = canonical
+        self._cache_path = cache_path
+        # Taken before the binary is read: should the file change while it is
+        # hashed, the answer is stored under a key the file no longer has.
+        self._key = file_key(canonical)
+        self._entry: dict[str, object] = {}
         self._identity: ExecutableIdentity | None = None
-        self._thread = threading.Thread(
-            target=self._run,
-            args=(canonical, cache_path),
-            name="executable-identity",
-            daemon=True,
-        )
+        self._fresh = False
+        self._thread = threading.Thread(target=self._run, name="executable-identity", daemon=True)
         self._thread.start()
 
-    def _run(self, canonical: str, cache_path: str) -> None:
+    def _run(self) -> None:
+        if self._key is None or _blake3() is None:
+            return
+        self._entry = read_entry(self._cache_path, self._key)
+        self._identity = _cached(self._entry)
+        if self._identity is not None:
+            return
         try:
-            self._identity = cached_executable_identity(canonical, cache_path)
+            self._identity = executable_identity(self._canonical)
         except OSError:
-            self._identity = None  # an unreadable binary only omits the key
+            return  # an unreadable binary only omits the key
+        self._fresh = self._identity is not None
 
     def result(self) -> ExecutableIdentity | None:
         self._thread.join()
+        if self._fresh and self._identity is not None and self._key is not None:
+            digests = {
+                "digest": bytes(self._identity.digest).hex(),
+                "pathDigest": bytes(self._identity.path_digest).hex(),
+            }
+            write_entry(self._cache_path, self._key, {**self._entry, **digests})
+            self._fresh = False
         return self._identity
