@@ -106,17 +106,23 @@ class IdentityInBackground:
         self._thread.start()
 
     def _run(self) -> None:
+        # The key is optional, and a thread must never print a traceback over the
+        # command's output: any failure (an unreadable binary, no descriptors left
+        # to load blake3 with) only omits it.
+        try:
+            self._look_up_or_hash()
+        except Exception:
+            self._identity = None
+            self._fresh = False
+
+    def _look_up_or_hash(self) -> None:
         if self._key is None or _blake3() is None:
             return
         self._entry = read_entry(self._cache_path, self._key)
         self._identity = _cached(self._entry)
-        if self._identity is not None:
-            return
-        try:
+        if self._identity is None:
             self._identity = executable_identity(self._canonical)
-        except OSError:
-            return  # an unreadable binary only omits the key
-        self._fresh = self._identity is not None
+            self._fresh = self._identity is not None
 
     def result(self) -> ExecutableIdentity | None:
         self._thread.join()
