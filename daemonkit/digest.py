@@ -89,8 +89,8 @@ class IdentityInBackground:
     On a cache miss, hashing the binary takes about as long as the server takes to
     get ready; in a thread the two overlap as far as the cores allow. The thread only
     reads: ``result()``, in the caller's thread, stores a fresh answer in the cache
-    (see versioncache), so a command that exits without asking, or while the daemon
-    thread still hashes, never leaves a half-written file behind.
+    (see versioncache), so a command that exits while the daemon thread still hashes
+    never leaves a half-written file behind. Callers join it before they fork again.
     """
 
     def __init__(self, canonical: str, cache_path: str) -> None:

@@ -37,8 +37,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
-    from daemonkit.digest import IdentityInBackground
     from daemonkit.paths import DaemonPaths
+    from daemonkit.pidrecord import ExecutableIdentity
     from daemonkit.probe import AppServerInfo
 
 __all__ = ["Daemon", "app_server_argv"]
@@ -186,12 +186,14 @@ class Daemon:
         )
         from daemonkit.digest import IdentityInBackground  # noqa: PLC0415 - spawns only
 
-        identity = IdentityInBackground(canonical, self.paths.version_cache)
         spawned = spawn_recorded(request)
         if isinstance(spawned, Running):
             # Another command won the reservation race; wait for its server instead.
             info = self._wait_until_ready(None, canonical, request.paths.log)
             return spawned.record.pid, info
+        # Started after the fork and joined before returning: this process never
+        # forks (the launcher, the updater's installer) while the thread runs.
+        identity = IdentityInBackground(canonical, self.paths.version_cache)
         try:
             info = self._wait_until_ready(spawned, canonical, request.paths.log)
         except NotReadyError:
@@ -199,16 +201,16 @@ class Daemon:
             raise
         finally:
             spawned.close()
-        self._record_identity(spawned.pid, identity)
+            executable = identity.result()
+        self._record_identity(spawned.pid, executable)
         return spawned.pid, info
 
-    def _record_identity(self, pid: int, identity: IdentityInBackground) -> None:
+    def _record_identity(self, pid: int, executable: ExecutableIdentity | None) -> None:
         """Add the binary's executableIdentity to the server's record (SPEC §4.2).
 
         The key is optional: without blake3 there is none, and a failure to write it
         leaves the record as the server published it, with a warning.
         """
-        executable = identity.result()
         if executable is None:
             return
         try:
