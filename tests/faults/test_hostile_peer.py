@@ -31,6 +31,7 @@ import pytest
 from daemonkit.errors import ProbeError
 from daemonkit.probe import probe
 from tests.faults.figures import Figures
+from tests.harness import wait_for
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -110,6 +111,7 @@ class Conn:
     reader: Reader
     stop: threading.Event
     seen: list[tuple[int, bytes]] = field(default_factory=list)
+    done: threading.Event = field(default_factory=threading.Event)  # behaviour returned
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
@@ -191,6 +193,7 @@ class HostilePeer:
             self.errors.append(exc)
         finally:
             conn.sock.close()
+            conn.done.set()
 
     def close(self) -> None:
         self.stop.set()
@@ -524,6 +527,12 @@ def test_awkward_but_valid_peer_is_understood(
     assert value["appServerVersion"] == "9.9.9"
     assert "backend" not in value, "nobody recorded this server"
     assert elapsed < RETURN_WITHIN_S
+    # The client's last frames sit in the socket until the peer's thread reads them;
+    # the CLI may well have exited first.
+    wait_for(
+        lambda: all(conn.done.is_set() for conn in peer.conns),
+        what="the peer to read what the client sent",
+    )
     if name == "pings-before-response":
         pongs = [payload for conn in peer.conns for op, payload in conn.seen if op == OP_PONG]
         assert pongs[:3] == [b"ping 0", b"ping 1", b"ping 2"], "each ping is answered in kind"
