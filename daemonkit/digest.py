@@ -102,8 +102,13 @@ class IdentityInBackground:
         self._entry: dict[str, object] = {}
         self._identity: ExecutableIdentity | None = None
         self._fresh = False
-        self._thread = threading.Thread(target=self._run, name="executable-identity", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = threading.Thread(
+            target=self._run, name="executable-identity", daemon=True
+        )
+        try:
+            self._thread.start()
+        except RuntimeError:  # out of threads: the key is optional, the start is not
+            self._thread = None
 
     def _run(self) -> None:
         # The key is optional, and a thread must never print a traceback over the
@@ -125,6 +130,8 @@ class IdentityInBackground:
             self._fresh = self._identity is not None
 
     def result(self) -> ExecutableIdentity | None:
+        if self._thread is None:
+            return None
         self._thread.join()
         if self._fresh and self._identity is not None and self._key is not None:
             digests = {
