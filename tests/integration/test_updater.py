@@ -27,7 +27,7 @@ import pytest
 
 from daemonkit.digest import digest_kind, file_digest
 from daemonkit.paths import DaemonPaths
-from tests.harness import FAKE_SOURCE, TARGET, is_alive, updater_pid, wait_for
+from tests.harness import FAKE_SOURCE, TARGET, is_alive, read_regular, updater_pid, wait_for
 from tests.updates import ScriptServer, install_script, release_dir, stage_payload
 
 if TYPE_CHECKING:
@@ -741,7 +741,12 @@ def test_foreground_updater_registers_itself_as_a_group_leader(fake_home: Home) 
     home = fake_home
     use_hooks(home, scale=None)
     process = foreground_updater(home)
-    wait_for(lambda: updater_pid(home) == process.pid, what="the self-published record")
+    # It reserves its record (an empty file, SPEC §4.6) before it publishes it.
+    wait_for(
+        lambda: read_regular(home.paths.updater.record) not in (None, b""),
+        what="the self-published record",
+    )
+    assert updater_pid(home) == process.pid
     assert os.getpgid(process.pid) == process.pid
     record = updater_record(home)
     assert record is not None
