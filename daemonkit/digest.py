@@ -21,8 +21,6 @@ if TYPE_CHECKING:
 
 __all__ = ["IdentityInBackground", "digest_kind", "executable_identity", "file_digest"]
 
-_CHUNK = 1 << 20
-
 
 def _blake3() -> ModuleType | None:
     # Optional extra: imported by name so that type checking does not depend on
@@ -37,34 +35,38 @@ def digest_kind() -> str:
     return "sha256" if _blake3() is None else "blake3"
 
 
+def _blake3_of_file(module: ModuleType, path: str) -> bytes:
+    # The binary (about 300 MB for Codex 0.169.0) is hashed memory-mapped on every
+    # core, as upstream does.
+    hasher = module.blake3(max_threads=module.blake3.AUTO)
+    hasher.update_mmap(path)
+    return bytes(hasher.digest())
+
+
 def file_digest(path: str, kind: str) -> str:
     """Hex content digest of ``path`` of the given kind (SPEC §8.5)."""
     module = _blake3() if kind == "blake3" else None
-    with open(path, "rb") as f:
-        if module is None:
-            import hashlib  # noqa: PLC0415 - loads OpenSSL; only digest paths need it
+    if module is not None:
+        return _blake3_of_file(module, path).hex()
+    import hashlib  # noqa: PLC0415 - loads OpenSSL; only digest paths need it
 
-            return hashlib.file_digest(f, "sha256").hexdigest()
-        hasher = module.blake3()
-        while chunk := f.read(_CHUNK):
-            hasher.update(chunk)
-        return str(hasher.hexdigest())
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def executable_identity(canonical: str) -> ExecutableIdentity | None:
     """BLAKE3 of the executable's bytes and of its path, or None without blake3.
 
-    The binary (about 300 MB for Codex 0.169.0) is hashed memory-mapped on every
-    core, as upstream does, while the server it runs initialises. An unreadable
-    binary raises ``OSError``; the caller then omits the key (SPEC §4.6 step 5).
+    An unreadable binary raises ``OSError``; the caller then omits the key (SPEC
+    §4.6 step 5).
     """
     module = _blake3()
     if module is None:
         return None
-    content = module.blake3(max_threads=module.blake3.AUTO)
-    content.update_mmap(canonical)
     path = module.blake3(canonical.encode("utf-8", "surrogateescape"))
-    return ExecutableIdentity(digest=tuple(content.digest()), path_digest=tuple(path.digest()))
+    return ExecutableIdentity(
+        digest=tuple(_blake3_of_file(module, canonical)), path_digest=tuple(path.digest())
+    )
 
 
 def _cached(entry: dict[str, object]) -> ExecutableIdentity | None:
@@ -139,5 +141,4 @@ class IdentityInBackground:
                 "pathDigest": bytes(self._identity.path_digest).hex(),
             }
             write_entry(self._cache_path, self._key, {**self._entry, **digests})
-            self._fresh = False
         return self._identity

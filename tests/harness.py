@@ -83,17 +83,17 @@ def marked_pids(mark: str | None = None) -> list[int]:
     return found
 
 
+def cmdline(pid: int) -> list[bytes]:
+    """The process's argv from /proc, or [] once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return []
+
+
 def app_servers_alive(home: Home) -> list[int]:
     """This test's live (non-zombie) processes running Codex in app-server mode."""
-    alive = []
-    for pid in marked_pids(home.mark):
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"app-server" in argv:
-            alive.append(pid)
-    return sorted(alive)
+    return sorted(pid for pid in marked_pids(home.mark) if b"app-server" in cmdline(pid))
 
 
 def stat_fields(pid: int) -> list[bytes]:

@@ -42,9 +42,11 @@ from tests.faults.figures import Figures
 from tests.harness import (
     Result,
     boot_id,
+    cmdline,
     marked_pids,
     read_regular,
     start_ticks,
+    stat_fields,
     try_operation_lock,
     wait_for,
 )
@@ -161,19 +163,11 @@ def storm_home(home: Home) -> Iterator[tuple[Home, AlternatingScripts]]:
 # -- observing the home -----------------------------------------------------------------------
 
 
-def cmdline(pid: int) -> list[bytes]:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return []
-
-
 def parent_pid(pid: int) -> int | None:
     try:
-        data = Path(f"/proc/{pid}/stat").read_bytes()
+        return int(stat_fields(pid)[1])  # field 4
     except OSError:
         return None
-    return int(data[data.rfind(b")") + 2 :].split()[1])
 
 
 def is_updater_command(pid: int) -> bool:

@@ -36,6 +36,7 @@ import pytest
 from tests.faults.figures import Figures
 from tests.harness import (
     TARGET,
+    app_servers_alive,
     is_alive,
     marked_pids,
     read_regular,
@@ -116,17 +117,6 @@ def log_events(home: Home) -> list[dict[str, object]]:
             assert isinstance(value, dict)
             found.append(value)
     return found
-
-
-def cmdline(pid: int) -> list[bytes]:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return []
-
-
-def app_servers_alive(home: Home) -> list[int]:
-    return sorted(pid for pid in marked_pids(home.mark) if b"app-server" in cmdline(pid))
 
 
 def pgid_members(pgid: int, mark: str) -> list[int]:

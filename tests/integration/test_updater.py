@@ -184,9 +184,10 @@ def binary_digest(path: Path) -> str:
 def rebuild_in_place(binary: Path) -> str:
     """Change the managed binary's bytes (not its version) under a running server.
 
-    Returns the digest of the bytes the server was started from, and saves it as the
-    validated digest of that server: the reference differs from the managed binary
-    whether it comes from the record's executableIdentity (BLAKE3) or from the state.
+    Returns the digest of the bytes the server was started from, for the caller to
+    save as that server's validated digest: the reference then differs from the
+    managed binary whether it comes from the record's executableIdentity (BLAKE3) or
+    from the state.
     """
     before = binary_digest(binary)
     with binary.open("a") as f:
