@@ -232,6 +232,16 @@ time.sleep(120)
 """
 
 
+def hold_operation_lock(home: Home) -> subprocess.Popen[bytes]:
+    """Another process holding daemon.lock, as a running lifecycle command would."""
+    holder = home.spawn_marked(
+        [sys.executable, "-c", _HOLD_LOCK, home.paths.operation_lock], stdout=subprocess.PIPE
+    )
+    assert holder.stdout is not None
+    assert holder.stdout.readline() == b"locked\n"
+    return holder
+
+
 def _try_flock(fd: int) -> bool:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -405,11 +415,7 @@ def test_busy_operation_lock_defers_the_restart_until_released(
     configure(home, script_server)
     old_pid = start_server(home)
     script_server.script = install_script(stage_payload(home, "1.1.0"), "1.1.0")
-    holder = home.spawn_marked(
-        [sys.executable, "-c", _HOLD_LOCK, home.paths.operation_lock], stdout=subprocess.PIPE
-    )
-    assert holder.stdout is not None
-    assert holder.stdout.readline() == b"locked\n"
+    holder = hold_operation_lock(home)
 
     updater = spawn_updater(home)
     wait_for(
@@ -681,11 +687,7 @@ def test_sigterm_while_busy_retrying_ends_the_updater(
     configure(home, script_server)
     pid = start_server(home)
     script_server.script = install_script(stage_payload(home, "1.1.0"), "1.1.0")
-    holder = home.spawn_marked(
-        [sys.executable, "-c", _HOLD_LOCK, home.paths.operation_lock], stdout=subprocess.PIPE
-    )
-    assert holder.stdout is not None
-    assert holder.stdout.readline() == b"locked\n"
+    hold_operation_lock(home)  # released when the test ends
     updater = spawn_updater(home)
     wait_for(lambda: has_event(home, "deferred", reason="busy"), what="the busy retry loop")
     terminate_updater(home, updater)
