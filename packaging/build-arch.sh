@@ -10,7 +10,8 @@
 #
 # makepkg refuses to run as root: as root, the build runs as BUILD_USER (default
 # nobody) in a directory it owns. On a host that is not Arch (Debian: makepkg comes
-# from the "makepkg" package, with libarchive-tools and fakeroot) the pacman
+# from the "makepkg" package, with pacman-package-manager, libarchive-tools and
+# fakeroot) the pacman
 # database knows none of the dependencies, so makepkg runs with --nodeps --nocheck
 # (check() needs Arch's python-pytest and friends); the build and package steps
 # run in full, with Debian's python3 as `python` and its /usr install layout
@@ -37,6 +38,13 @@ tar -C "$work/src" --owner=0 --group=0 --sort=name \
 rm -rf "$work/src"
 cp "$pkgbuild" "$work/build/PKGBUILD"
 
+if ! command -v pacman >/dev/null 2>&1; then
+    # makepkg calls pacman for its own checks and dies with an unhelpful signal
+    # message without it.
+    echo "build-arch.sh: pacman not found; makepkg needs it" \
+        "(Debian: apt-get install pacman-package-manager makepkg libarchive-tools fakeroot)" >&2
+    exit 1
+fi
 flags=""
 extra_env=""
 if ! pacman -Q python >/dev/null 2>&1; then

@@ -42,6 +42,33 @@ REAL_CODEX_VERSION = "0.169.0"
 T = TypeVar("T")
 
 
+def remote_control_status(sock: str, *, timeout: float = 10.0) -> str:
+    """The remote-control status a client learns by connecting and initializing.
+
+    The server pushes ``remoteControl/status/changed`` around its initialize response
+    (SPEC §6.5); this reads messages until that notification, within ``timeout``.
+    """
+    from websockets.sync.client import unix_connect  # noqa: PLC0415 - only a few tests talk
+
+    request = {
+        "id": 1,
+        "method": "initialize",
+        "params": {"clientInfo": {"name": "dk_tests", "title": "dk tests", "version": "0"}},
+    }
+    deadline = time.monotonic() + timeout
+    with unix_connect(sock, "ws://localhost/", open_timeout=timeout, compression=None) as ws:
+        ws.send(json.dumps(request))
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                pytest.fail(f"no remoteControl/status/changed from {sock} within {timeout} s")
+            message = json.loads(ws.recv(timeout=remaining))
+            if message.get("method") == "remoteControl/status/changed":
+                status = message["params"]["status"]
+                assert isinstance(status, str)
+                return status
+
+
 def wait_for(predicate: Callable[[], T], *, what: str, timeout: float = WAIT_S) -> T:
     """Poll ``predicate`` until truthy; fail with the last value seen at the deadline."""
     deadline = time.monotonic() + timeout
@@ -185,6 +212,50 @@ def real_codex_binary() -> Path | None:
     return vendor if vendor.is_file() else None
 
 
+# Where .ci/run notes the binary of npm's `latest` it resolved at run time.
+LATEST_NOTE = REPO / ".ci-cache" / "latest-codex"
+
+
+def latest_codex_binary() -> Path | None:
+    """npm's latest Codex as .ci/run resolved it this run, if it installed one.
+
+    ``DK_REAL_CODEX_LATEST`` (set by .ci/run) names the binary; a direct pytest run
+    after .ci/run finds the same path in .ci-cache/latest-codex.
+    """
+    explicit = os.environ.get("DK_REAL_CODEX_LATEST")
+    if explicit:
+        return Path(explicit)
+    try:
+        noted = Path(LATEST_NOTE.read_text().strip())
+    except OSError:
+        return None
+    return noted if noted.is_file() else None
+
+
+@dataclass(frozen=True)
+class RealCodex:
+    """One real Codex build the e2e tests run against: ``pinned`` or npm's ``latest``."""
+
+    label: str
+    binary: Path
+    version: str
+
+
+def real_codex_build(label: str) -> RealCodex | None:
+    """The ``pinned`` or ``latest`` build, its version read from the binary itself."""
+    binary = real_codex_binary() if label == "pinned" else latest_codex_binary()
+    if binary is None:
+        return None
+    done = subprocess.run(
+        [str(binary), "--version"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=30,
+        check=True,
+    )
+    return RealCodex(label, binary, done.stdout.decode().split()[1])
+
+
 def read_regular(path: str) -> bytes | None:
     """Read a file only if it is a regular file: a FIFO planted by a test must not
     hang teardown, and a symlink must not be followed."""
@@ -257,12 +328,17 @@ class Home:
         # fake is a different binary as far as the cache should know.
         os.utime(release / "codex")
 
-    def install_real(self) -> Path:
-        """Make the pinned real Codex the managed binary (tarball layout, via symlink)."""
-        binary = real_codex_binary()
+    def install_real(self, codex: RealCodex | None = None) -> Path:
+        """Make a real Codex (default: the pinned one) the managed binary (tarball layout,
+        via symlink)."""
+        if codex is None:
+            binary = real_codex_binary()
+            version = REAL_CODEX_VERSION
+        else:
+            binary, version = codex.binary, codex.version
         if binary is None:
             pytest.skip("the real Codex CLI is not installed (bash .ci/run installs it)")
-        release = Path(self.paths.releases) / f"{REAL_CODEX_VERSION}-{TARGET}"
+        release = Path(self.paths.releases) / f"{version}-{TARGET}"
         (release / "bin").mkdir(parents=True, exist_ok=True)
         (release / "bin" / "codex").symlink_to(binary)
         self.point_current(release)

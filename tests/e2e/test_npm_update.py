@@ -1,11 +1,13 @@
 """`update` through the npm channel onto the real Codex (SPEC §2.11, §7.7, §8.4, §8.7).
 
 A fresh home installs @openai/codex@0.166.0 from the real npm registry, starts it, then
-`update --yes` makes a one-shot updater (auto-update is off) install `latest` (0.169.0)
-through the same channel and restart the running real server onto it, validated by the
-server's reported version. npm downloads about 100 MB per version, hence the generous
-timeouts. `DK_SKIP_NETWORK=1` skips; without npm it skips, or fails when
-`DK_REAL_CODEX_REQUIRED=1` (as in test_real_codex.py).
+`update --yes` makes a one-shot updater (auto-update is off) install `latest` through the
+same channel and restart the running real server onto it, validated by the server's
+reported version. `latest` moves: the test asks the registry what it is at run time
+(`npm view`), never assumes it. npm downloads about 100 MB per version, hence the
+generous timeouts. The `network` marker keeps it out of runs that do not select it
+(`.ci/run` does); without npm it skips, or fails when `DK_REAL_CODEX_REQUIRED=1` (as in
+test_real_codex.py).
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ import json
 import os
 import platform
 import shutil
+import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 from daemonkit import __version__
-from tests.harness import REAL_CODEX_VERSION, is_alive, marked_pids, read_regular, wait_for
+from tests.harness import is_alive, marked_pids, read_regular, wait_for
 
 if TYPE_CHECKING:
     from tests.harness import Home
@@ -29,9 +32,19 @@ pytestmark = [pytest.mark.real_codex, pytest.mark.network, pytest.mark.timeout(3
 
 REQUIRED = os.environ.get("DK_REAL_CODEX_REQUIRED") == "1"
 OLD_VERSION = "0.166.0"
-# npm's `latest` at the time of writing; the pinned real Codex of the rest of the suite.
-NEW_VERSION = REAL_CODEX_VERSION
 NPM_TIMEOUT_S = 140
+
+
+def npm_latest() -> str:
+    """What npm's `latest` tag names right now."""
+    done = subprocess.run(
+        ["npm", "view", "@openai/codex@latest", "version"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=NPM_TIMEOUT_S,
+        check=True,
+    )
+    return done.stdout.decode().strip()
 
 
 def host_target() -> str:
@@ -54,16 +67,16 @@ def updater_alive(home: Home) -> bool:
 
 
 def test_update_moves_the_running_server_to_npm_latest(home: Home) -> None:
-    if os.environ.get("DK_SKIP_NETWORK") == "1":
-        pytest.skip("DK_SKIP_NETWORK=1")
     if shutil.which("npm") is None:
         if REQUIRED:
             pytest.fail("npm is not on PATH (DK_REAL_CODEX_REQUIRED=1)")
         pytest.skip("npm is not on PATH")
     target = host_target()
+    new_version = npm_latest()
+    assert new_version != OLD_VERSION
     releases = Path(home.paths.releases)
     old_release = str(releases / f"{OLD_VERSION}-{target}")
-    new_release = str(releases / f"{NEW_VERSION}-{target}")
+    new_release = str(releases / f"{new_version}-{target}")
 
     installed = home.run(
         "install", "--channel", "npm", "--version", OLD_VERSION, timeout=NPM_TIMEOUT_S
@@ -99,8 +112,8 @@ def test_update_moves_the_running_server_to_npm_latest(home: Home) -> None:
     ]
     assert output["status"] == "updated"
     assert output["managedCodexPath"] == home.paths.managed_bin_candidates[0]
-    assert output["installedVersion"] == NEW_VERSION
-    assert output["runningVersion"] == NEW_VERSION
+    assert output["installedVersion"] == new_version
+    assert output["runningVersion"] == new_version
 
     # The running server moved onto the new release.
     new_pid = home.record_pid()
@@ -111,8 +124,8 @@ def test_update_moves_the_running_server_to_npm_latest(home: Home) -> None:
     version = home.run("version").json
     assert version["status"] == "running"
     assert version["backend"] == "pid"
-    assert version["appServerVersion"] == NEW_VERSION
-    assert version["managedCodexVersion"] == NEW_VERSION
+    assert version["appServerVersion"] == new_version
+    assert version["managedCodexVersion"] == new_version
     assert os.readlink(home.paths.current) == new_release
     assert os.readlink(home.paths.previous) == old_release
     assert os.path.realpath(Path(f"/proc/{new_pid}/exe")).startswith(new_release + "/")
