@@ -22,9 +22,13 @@ from daemonkit.errors import (
 )
 from daemonkit.files import read_state_file
 from daemonkit.intent import DesiredState, write_desired_state
-from daemonkit.launcher import working_directory
 from daemonkit.locks import operation_lock
-from daemonkit.managed import canonical_bin, ensure_managed_bin, managed_bin_path
+from daemonkit.managed import (
+    canonical_bin,
+    ensure_managed_bin,
+    managed_bin_path,
+    normalize_version,
+)
 from daemonkit.output import LifecycleOutput, LifecycleStatus
 from daemonkit.pidfile import Running, add_executable_identity, is_starting_or_running
 from daemonkit.pidrecord import parse_pid_record
@@ -41,18 +45,56 @@ if TYPE_CHECKING:
     from daemonkit.pidrecord import ExecutableIdentity
     from daemonkit.probe import AppServerInfo
 
-__all__ = ["Daemon", "app_server_argv"]
+__all__ = ["Daemon", "app_server_argv", "speaks_managed_daemon_argv"]
 
 OPERATION_LOCK_EXTRA_S = 75.0
 FAILED_START_GRACE_S = 2.0
 Warn = Callable[[str], None]
 
 
-def app_server_argv(canonical: str, *, remote_control: bool) -> list[str]:
-    """The seed's argv; Codex 0.169.0 accepts it (SPEC §4.7)."""
-    if remote_control:
-        return [canonical, "--enable", "remote_control", "app-server", "--listen", "unix://"]
-    return [canonical, "app-server", "--listen", "unix://"]
+# Codex 0.169 is the first release whose app-server takes the managed-daemon flags; it
+# still accepts the seed's `--enable remote_control` but then leaves remote control off.
+MANAGED_DAEMON_ARGV_SINCE = (0, 169)
+
+
+def speaks_managed_daemon_argv(codex_version: str | None) -> bool:
+    """Whether a binary reporting ``codex_version`` takes 0.169.0's argv (SPEC §4.7).
+
+    Only the release's leading numbers decide, so pre-releases of 0.169 count as 0.169.
+    An unknown or unparsable version gets the current form: every release since 0.169
+    needs it, and the seed form would silently leave remote control off.
+    """
+    if codex_version is None:
+        return True
+    numbers: list[int] = []
+    for part in normalize_version(codex_version).split(".")[:2]:
+        digits = part[: len(part) - len(part.lstrip("0123456789"))]
+        if not digits:
+            return True
+        numbers.append(int(digits))
+    return tuple(numbers) >= MANAGED_DAEMON_ARGV_SINCE
+
+
+def app_server_argv(
+    canonical: str, *, remote_control: bool, codex_version: str | None
+) -> list[str]:
+    """The app-server's argv: exactly what 0.169.0's Rust daemon spawns, or the seed's
+    for older binaries (SPEC §4.7). ``--managed-daemon`` lets the server save and
+    recover its threads across restarts."""
+    if not speaks_managed_daemon_argv(codex_version):
+        if remote_control:
+            return [canonical, "--enable", "remote_control", "app-server", "--listen", "unix://"]
+        return [canonical, "app-server", "--listen", "unix://"]
+    flags = ["--remote-control"] if remote_control else []
+    return [
+        canonical,
+        "app-server",
+        *flags,
+        "--listen",
+        "unix://",
+        "--analytics-default-enabled",
+        "--managed-daemon",
+    ]
 
 
 class Daemon:
@@ -175,13 +217,20 @@ class Daemon:
         request = SpawnRequest(
             paths=self.paths.app_server,
             state_dir=self.paths.state_dir,
-            argv=app_server_argv(canonical, remote_control=settings.remote_control_enabled),
+            argv=app_server_argv(
+                canonical,
+                remote_control=settings.remote_control_enabled,
+                codex_version=self.managed_version(canonical),
+            ),
             env=child_environment(
                 self.environ,
                 self.paths.codex_home,
                 remote_control=settings.remote_control_enabled,
             ),
-            cwd=working_directory(self.environ),
+            # Not the caller's directory: Codex treats its cwd as a project. The state
+            # directory is the one Rust's daemon gives the server where it picks one
+            # (0.169.0 on Windows); on Unix 0.169.0 leaves it at the CLI's cwd.
+            cwd=self.paths.state_dir,
             what="app-server",
         )
         from daemonkit.digest import IdentityInBackground  # noqa: PLC0415 - spawns only

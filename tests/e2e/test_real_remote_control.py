@@ -1,4 +1,10 @@
-"""bootstrap and enable/disable-remote-control against the real Codex (SPEC §2.9, §2.10, §6.6).
+"""bootstrap, enable/disable-remote-control against the real Codex (SPEC §2.9, §2.10, §4.7, §6.6).
+
+Against the pinned release and npm's latest (the `real_codex` fixture). After every
+command a client connects, initializes and reads the remote-control status the server
+pushes: `disabled` exactly when the setting is off. (Codex 0.169 and 0.171 accept the
+seed's `--enable remote_control` and still report `disabled`: only the argv of Rust
+0.169.0's daemon turns remote control on.)
 
 The machine is offline as far as remote control goes: the real server cannot reach the
 ChatGPT backend, so after `remoteControl/enable` it reports `connecting` for a while and
@@ -6,7 +12,7 @@ then `errored` (or `errored` at once). The kit must still succeed; a failed RPC 
 `warning:` line (SPEC §2.10 step 4). The durations of the real RPC are measured and
 reported (`-s`, and as user properties in the JUnit XML), never asserted.
 
-Without the pinned binary these tests skip, unless `DK_REAL_CODEX_REQUIRED=1`, when they
+Without the real builds these tests skip, unless `DK_REAL_CODEX_REQUIRED=1`, when they
 fail (as in test_real_codex.py).
 """
 
@@ -22,28 +28,23 @@ import pytest
 
 from daemonkit import __version__
 from daemonkit.rpc import set_remote_control
-from tests.harness import REAL_CODEX_VERSION, is_alive, read_regular, real_codex_binary
+from tests.harness import is_alive, read_regular, remote_control_status
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from tests.harness import Home, Result
+    from tests.harness import Home, RealCodex, Result
 
 pytestmark = [pytest.mark.real_codex, pytest.mark.timeout(120)]
 
-REQUIRED = os.environ.get("DK_REAL_CODEX_REQUIRED") == "1"
 RC_ENV = "CODEX_INTERNAL_APP_SERVER_REMOTE_CONTROL_DISABLED"
 SETTINGS: dict[str, object] = {"custom": "kept", "updater": {"autoUpdateEnabled": False}}
 STATUSES = ("disabled", "connecting", "connected", "errored")
 
 
 @pytest.fixture
-def real_home(home: Home) -> Home:
-    if real_codex_binary() is None:
-        if REQUIRED:
-            pytest.fail("the real Codex CLI is not installed (DK_REAL_CODEX_REQUIRED=1)")
-        pytest.skip("the real Codex CLI is not installed (bash .ci/run installs it)")
-    home.install_real()
+def real_home(home: Home, real_codex: RealCodex) -> Home:
+    home.install_real(real_codex)
     Path(home.paths.state_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
     Path(home.paths.settings).write_text(json.dumps(SETTINGS))
     return home
@@ -58,16 +59,26 @@ def env_of(pid: int) -> dict[str, str]:
     return dict(entry.partition("=")[::2] for entry in raw.split("\0") if entry)
 
 
-def has_enable_flag(argv: list[str]) -> bool:
-    return any(argv[i : i + 2] == ["--enable", "remote_control"] for i in range(len(argv)))
-
-
-def assert_server_mode(pid: int, *, remote_control: bool) -> None:
+def assert_server_mode(home: Home, pid: int, *, remote_control: bool) -> None:
+    """argv and environment as Rust 0.169.0's daemon spawns them, and the status the
+    server itself reports to a client (SPEC §4.7)."""
     assert is_alive(pid)
-    argv = argv_of(pid)
-    assert has_enable_flag(argv) is remote_control, argv
-    assert argv[-3:] == ["app-server", "--listen", "unix://"]
+    flags = ["--remote-control"] if remote_control else []
+    assert argv_of(pid)[1:] == [
+        "app-server",
+        *flags,
+        "--listen",
+        "unix://",
+        "--analytics-default-enabled",
+        "--managed-daemon",
+    ]
     assert env_of(pid).get(RC_ENV) == (None if remote_control else "1")
+    assert os.readlink(f"/proc/{pid}/cwd") == home.paths.state_dir
+    status = remote_control_status(home.paths.socket)
+    if remote_control:
+        assert status != "disabled"
+    else:
+        assert status == "disabled"
 
 
 def settings(home: Home) -> object:
@@ -91,9 +102,10 @@ def report(record_property: Callable[[str, object], None], name: str, value: obj
 
 
 def test_remote_control_round_trip_against_real_codex(
-    real_home: Home, record_property: Callable[[str, object], None]
+    real_home: Home, real_codex: RealCodex, record_property: Callable[[str, object], None]
 ) -> None:
     home = real_home
+    expected_version = real_codex.version
 
     booted = home.run("bootstrap").json
     assert booted == {
@@ -102,15 +114,15 @@ def test_remote_control_round_trip_against_real_codex(
         "autoUpdateEnabled": False,
         "remoteControlEnabled": False,
         "managedCodexPath": home.paths.managed_bin_candidates[1],  # tarball layout
-        "managedCodexVersion": REAL_CODEX_VERSION,
+        "managedCodexVersion": expected_version,
         "socketPath": home.paths.socket,
         "cliVersion": __version__,
-        "appServerVersion": REAL_CODEX_VERSION,
+        "appServerVersion": expected_version,
     }
     first = home.record_pid()
     assert first is not None
-    assert_server_mode(first, remote_control=False)
-    assert home.run("version").json["appServerVersion"] == REAL_CODEX_VERSION
+    assert_server_mode(home, first, remote_control=False)
+    assert home.run("version").json["appServerVersion"] == expected_version
 
     enabled, enable_s = timed(lambda: home.run("enable-remote-control"))
     assert (enabled.returncode, enabled.stderr) == (0, ""), enabled
@@ -120,13 +132,13 @@ def test_remote_control_round_trip_against_real_codex(
         "remoteControlEnabled": True,
         "socketPath": home.paths.socket,
         "cliVersion": __version__,
-        "appServerVersion": REAL_CODEX_VERSION,
+        "appServerVersion": expected_version,
     }
     second = home.record_pid()
     assert second is not None
     assert second != first
     assert not is_alive(first)
-    assert_server_mode(second, remote_control=True)
+    assert_server_mode(home, second, remote_control=True)
     assert settings(home) == {**SETTINGS, "remoteControlEnabled": True}
 
     # Unchanged: the mode is re-asserted over the RPC on the live real server. Offline,
@@ -134,7 +146,7 @@ def test_remote_control_round_trip_against_real_codex(
     again, reassert_s = timed(lambda: home.run("enable-remote-control"))
     assert_only_warnings(again)
     assert again.json["status"] == "alreadyEnabled"
-    assert again.json["appServerVersion"] == REAL_CODEX_VERSION
+    assert again.json["appServerVersion"] == expected_version
     assert home.record_pid() == second
     assert is_alive(second)
 
@@ -154,7 +166,7 @@ def test_remote_control_round_trip_against_real_codex(
     assert third is not None
     assert third != second
     assert not is_alive(second)
-    assert_server_mode(third, remote_control=False)
+    assert_server_mode(home, third, remote_control=False)
     assert settings(home) == {**SETTINGS, "remoteControlEnabled": False}
 
     redisabled = home.run("disable-remote-control")
@@ -162,9 +174,18 @@ def test_remote_control_round_trip_against_real_codex(
     assert redisabled.json["status"] == "alreadyDisabled"
     assert home.record_pid() == third
 
+    # The one call mobile clients make: bootstrap straight into remote control.
+    booted = home.run("bootstrap", "--remote-control").json
+    assert booted["status"] == "bootstrapped"
+    assert booted["remoteControlEnabled"] is True
+    fourth = home.record_pid()
+    assert fourth is not None
+    assert not is_alive(third)
+    assert_server_mode(home, fourth, remote_control=True)
+
     stopped = home.run("stop").json
     assert stopped["status"] == "stopped"
-    assert not is_alive(third)
+    assert not is_alive(fourth)
     assert home.record() is None
 
     report(record_property, "enable_remote_control_restart_s", round(enable_s, 3))

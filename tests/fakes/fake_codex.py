@@ -2,8 +2,17 @@
 """A stdlib-only fake of the `codex` CLI that speaks the real app-server handshake.
 
 Tests install this file as a managed binary named `codex` (first line replaced by a shebang
-naming the test's interpreter, mode 0755). It answers `codex --version` and runs
-`codex [--enable remote_control] app-server --listen unix://`, and it misbehaves on request.
+naming the test's interpreter, mode 0755). It answers `codex --version` and runs the app-server,
+and it misbehaves on request.
+
+Command line, checked against the real binary's contract (SPEC §4.7) by the version it reports:
+- from 0.169 on, what Rust 0.169.0's daemon spawns: `app-server [--remote-control]
+  --listen unix:// --analytics-default-enabled --managed-daemon`. Remote control is on iff
+  `--remote-control` is given and `CODEX_INTERNAL_APP_SERVER_REMOTE_CONTROL_DISABLED=1` is not
+  set. The seed's `--enable remote_control` is accepted and ignored, as Codex 0.169 and 0.171
+  do: the server then reports `disabled`.
+- before 0.169, the seed's `[--enable remote_control] app-server --listen unix://`; the newer
+  flags are usage errors (exit 2), as they are for those binaries.
 
 Configuration, later sources overriding earlier ones:
 1. the defaults of `Config` below;
@@ -72,9 +81,12 @@ WITNESS_ENV = (
 )
 USAGE = (
     "usage: codex --version\n"
-    "       codex [--enable FEATURE] app-server --listen unix:// "
-    "[--remote-control] [--analytics-default-enabled] [--managed-daemon]\n"
+    "       codex [--enable FEATURE] app-server [--remote-control] --listen unix:// "
+    "[--analytics-default-enabled] [--managed-daemon]   (the bracketed long flags: 0.169 on)\n"
 )
+# The first release whose app-server takes the managed-daemon flags.
+MANAGED_DAEMON_SINCE = (0, 169)
+MANAGED_DAEMON_FLAGS = ("--remote-control", "--analytics-default-enabled", "--managed-daemon")
 
 OP_CONT = 0x0
 OP_TEXT = 0x1
@@ -284,6 +296,7 @@ class Invocation:
         self.mode = ""  # "version" or "app-server"
         self.features: list[str] = []
         self.remote_control_flag = False
+        self.managed_daemon_flags: list[str] = []
         self.listen: str | None = None
 
 
@@ -311,10 +324,9 @@ def parse_args(args: list[str]) -> Invocation | None:
             continue
         elif arg.startswith("--listen="):
             inv.listen = arg.partition("=")[2]
-        elif arg == "--remote-control":
-            inv.remote_control_flag = True
-        elif arg in ("--analytics-default-enabled", "--managed-daemon"):
-            pass
+        elif arg in MANAGED_DAEMON_FLAGS:
+            inv.managed_daemon_flags.append(arg)
+            inv.remote_control_flag = inv.remote_control_flag or arg == "--remote-control"
         elif arg == "app-server" and not inv.mode:
             inv.mode = "app-server"
         else:
@@ -838,13 +850,31 @@ def remove_stale(path: str) -> None:
         os.unlink(path)
 
 
+def takes_managed_daemon_flags(version: str) -> bool:
+    numbers = []
+    for part in version.removeprefix("v").split(".")[:2]:
+        digits = part[: len(part) - len(part.lstrip("0123456789"))]
+        if not digits:
+            return True
+        numbers.append(int(digits))
+    return tuple(numbers) >= MANAGED_DAEMON_SINCE
+
+
 def run_app_server(config: Config, inv: Invocation, argv: list[str]) -> int:
     codex_home = os.environ.get("CODEX_HOME", "")
     if not codex_home:
         write_stderr(b"fake codex: CODEX_HOME must be set for app-server\n")
         return 2
     disabled = os.environ.get("CODEX_INTERNAL_APP_SERVER_REMOTE_CONTROL_DISABLED") == "1"
-    remote_control = ("remote_control" in inv.features or inv.remote_control_flag) and not disabled
+    if takes_managed_daemon_flags(config.version):
+        # `--enable remote_control` is accepted and ignored, as by the real 0.169+.
+        remote_control = inv.remote_control_flag and not disabled
+    elif inv.managed_daemon_flags:
+        flag = inv.managed_daemon_flags[0]
+        write_stderr(f"error: unexpected argument '{flag}' found\n\n{USAGE}".encode())
+        return 2
+    else:
+        remote_control = "remote_control" in inv.features and not disabled
     record = start_record(argv, remote_control)  # before the fake opens descriptors of its own
     return AppServer(config, codex_home, remote_control).run(record)
 

@@ -312,7 +312,7 @@ def test_crash_after_settings_tmp_keeps_the_old_settings(home: Home, figures: Fi
     started = ok(home.run("start"))
     assert started["status"] == "started"
     argv = Path(f"/proc/{started['pid']}/cmdline").read_bytes().split(b"\0")
-    assert b"remote_control" not in argv, "the old settings (remote control off) apply"
+    assert b"--remote-control" not in argv, "the old settings (remote control off) apply"
     enabled = ok(home.run("enable-remote-control"))
     assert enabled["status"] == "enabled"
     settings = assert_settings_valid(home)
@@ -322,7 +322,7 @@ def test_crash_after_settings_tmp_keeps_the_old_settings(home: Home, figures: Fi
     assert settings["remoteControlEnabled"] is True
     pid = assert_converged(home, running=True)
     argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    assert b"remote_control" in argv
+    assert b"--remote-control" in argv
     figures.add("crash_points_recovered")
 
 

@@ -24,6 +24,7 @@ from tests.harness import (
     is_alive,
     marked_pids,
     read_regular,
+    remote_control_status,
     scheduled_updater,
     updater_pid,
     wait_for,
@@ -37,8 +38,18 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.timeout(60)
 
 RC_ENV = "CODEX_INTERNAL_APP_SERVER_REMOTE_CONTROL_DISABLED"
-RC_ARGS = ["--enable", "remote_control"]
-SERVER_ARGS = ["app-server", "--listen", "unix://"]
+# What Rust 0.169.0's daemon spawns for Codex >= 0.169 (SPEC §4.7), read off a real one.
+SERVER_ARGS = [
+    "app-server",
+    "--listen",
+    "unix://",
+    "--analytics-default-enabled",
+    "--managed-daemon",
+]
+RC_SERVER_ARGS = ["app-server", "--remote-control", *SERVER_ARGS[1:]]
+# The seed's form, only for binaries older than 0.169.
+SEED_ARGS = ["app-server", "--listen", "unix://"]
+SEED_RC_ARGS = ["--enable", "remote_control", *SEED_ARGS]
 UNMANAGED_ERROR = "Error: app server is running but is not managed by codex app-server daemon\n"
 # Keys a client already had in settings.json; every write must keep them and their order.
 PRE_EXISTING: dict[str, object] = {
@@ -99,7 +110,7 @@ def assert_server_mode(home: Home, pid: int, *, remote_control: bool) -> None:
     argv = seen["argv"]
     assert isinstance(argv, list)
     assert argv[0] == os.path.realpath(home.paths.managed_bin_candidates[0])
-    assert argv[1:] == (RC_ARGS if remote_control else []) + SERVER_ARGS
+    assert argv[1:] == (RC_SERVER_ARGS if remote_control else SERVER_ARGS)
     env = seen["env"]
     assert isinstance(env, dict)
     # 1 when off; removed when on, even though the caller's environment set it.
@@ -152,6 +163,49 @@ def start(home: Home) -> int:
     pid = started["pid"]
     assert isinstance(pid, int)
     return pid
+
+
+# -- remote control as the server reports it (SPEC §4.7) ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("version", "args", "rc_args"),
+    [
+        ("0.169.0", SERVER_ARGS, RC_SERVER_ARGS),
+        ("0.171.0", SERVER_ARGS, RC_SERVER_ARGS),
+        ("0.168.0", SEED_ARGS, SEED_RC_ARGS),
+    ],
+)
+def test_remote_control_really_turns_on_and_off(
+    home: Home, version: str, args: list[str], rc_args: list[str]
+) -> None:
+    """What a mobile client sees after each command: the server's own status notification.
+
+    The fake follows the real contract: from 0.169 on the seed's `--enable remote_control`
+    leaves remote control `disabled`, and older binaries reject the newer flags.
+    """
+    home.install_fake(version, witness=str(home.root / "witness.jsonl"))
+    write_settings(home, {"updater": {"autoUpdateEnabled": False}})
+    canonical = os.path.realpath(home.paths.managed_bin_candidates[0])
+
+    assert home.run("bootstrap", "--remote-control").json["remoteControlEnabled"] is True
+    first = home.record_pid()
+    assert first is not None
+    assert start_event(home, first)["argv"] == [canonical, *rc_args]
+    assert remote_control_status(home.paths.socket) != "disabled"
+
+    assert home.run("disable-remote-control").json["status"] == "disabled"
+    second = home.record_pid()
+    assert second is not None
+    assert start_event(home, second)["argv"] == [canonical, *args]
+    assert remote_control_status(home.paths.socket) == "disabled"
+
+    assert home.run("enable-remote-control").json["status"] == "enabled"
+    third = home.record_pid()
+    assert third is not None
+    assert start_event(home, third)["argv"] == [canonical, *rc_args]
+    assert remote_control_status(home.paths.socket) != "disabled"
+    assert home.run("stop").json["status"] == "stopped"
 
 
 # -- bootstrap (row 6) --------------------------------------------------------------------------

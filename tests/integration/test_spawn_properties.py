@@ -97,6 +97,8 @@ def test_spawned_server_is_a_clean_detached_group_leader(home: Home) -> None:
         "app-server",
         "--listen",
         "unix://",
+        "--analytics-default-enabled",
+        "--managed-daemon",
     ]
     assert seen["remote_control"] is False
 
@@ -109,10 +111,12 @@ def test_spawned_server_is_a_clean_detached_group_leader(home: Home) -> None:
     assert int(proc_stat[3]) == seen["sid"]  # session
     assert int(proc_stat[4]) == 0, "the server has a controlling terminal"  # tty_nr
 
-    # Working directory and umask.
-    user_home = os.path.realpath(home.user_home)
-    assert seen["cwd"] == user_home
-    assert os.readlink(f"/proc/{pid}/cwd") == user_home
+    # Working directory: the state directory, neither the caller's nor $HOME, which
+    # Codex would treat as a project (SPEC §4.7). And the caller's umask.
+    state_dir = os.path.realpath(home.paths.state_dir)
+    assert os.getcwd() != state_dir
+    assert seen["cwd"] == state_dir
+    assert os.readlink(f"/proc/{pid}/cwd") == state_dir
     assert seen["umask"] == CALLER_UMASK
 
     # Descriptors: 0 and 1 /dev/null, 2 the fresh log, nothing else at exec.

@@ -18,6 +18,8 @@ import pytest
 from websockets.exceptions import InvalidHandshake, InvalidStatus
 from websockets.sync.client import unix_connect
 
+from tests.harness import remote_control_status
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
@@ -284,7 +286,7 @@ def test_initialize_misbehaviours_the_client_must_tolerate(fake: FakeCodex) -> N
 @pytest.mark.timeout(30)
 def test_remote_control_rpc(fake: FakeCodex) -> None:
     fake.configure(remote_control_params_rejected=True, remote_control_connect_delay=0.1)
-    proc = fake.start("--enable", "remote_control", "app-server", "--listen", "unix://")
+    proc = fake.start("app-server", "--remote-control", "--listen", "unix://")
     fake.wait_event(proc, "ready")
 
     response, _ = call(fake.sock, "remoteControl/enable", {"ephemeral": True})
@@ -309,11 +311,51 @@ def test_remote_control_rpc(fake: FakeCodex) -> None:
 def test_remote_control_env_override(fake: FakeCodex) -> None:
     fake.configure()
     env = fake.env(CODEX_INTERNAL_APP_SERVER_REMOTE_CONTROL_DISABLED="1")
-    proc = fake.start("--enable", "remote_control", "app-server", "--listen", "unix://", env=env)
+    proc = fake.start("app-server", "--remote-control", "--listen", "unix://", env=env)
     fake.wait_event(proc, "ready")
     start = fake.events()[0]
     assert start["remote_control"] is False
     assert start["env"]["CODEX_INTERNAL_APP_SERVER_REMOTE_CONTROL_DISABLED"] == "1"
+
+
+MODERN = ("app-server", "--listen", "unix://", "--analytics-default-enabled", "--managed-daemon")
+MODERN_RC = ("app-server", "--remote-control", *MODERN[1:])
+SEED_RC = ("--enable", "remote_control", "app-server", "--listen", "unix://")
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(
+    ("version", "argv", "status"),
+    [
+        ("0.169.0", MODERN_RC, "connected"),
+        ("0.171.0", MODERN, "disabled"),
+        # The seed's feature flag is accepted and ignored from 0.169 on (SPEC §4.7).
+        ("0.169.0", SEED_RC, "disabled"),
+        ("0.171.0", SEED_RC, "disabled"),
+        ("0.168.0", SEED_RC, "connected"),
+        ("0.168.0", SEED_RC[2:], "disabled"),
+    ],
+)
+def test_remote_control_follows_the_real_argv_contract(
+    fake: FakeCodex, version: str, argv: tuple[str, ...], status: str
+) -> None:
+    fake.configure(version=version)
+    proc = fake.start(*argv)
+    fake.wait_event(proc, "ready")
+    assert fake.events()[0]["remote_control"] is (status == "connected")
+    assert remote_control_status(str(fake.sock)) == status
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(
+    "flag", ["--remote-control", "--analytics-default-enabled", "--managed-daemon"]
+)
+def test_binaries_before_0_169_reject_the_managed_daemon_flags(fake: FakeCodex, flag: str) -> None:
+    fake.configure(version="0.168.0")
+    result = fake.run("app-server", "--listen", "unix://", flag)
+    assert result.returncode == 2
+    assert f"unexpected argument '{flag}'".encode() in result.stderr
+    assert not fake.sock.exists()
 
 
 @pytest.mark.timeout(30)
