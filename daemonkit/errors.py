@@ -6,6 +6,7 @@ in so that ``except OSError`` or ``except TimeoutError`` in callers keeps workin
     DaemonError
     ├── HomeError                  CODEX_HOME cannot be resolved
     ├── PlatformError              not a Unix platform
+    ├── OutputError (OSError)      stdout or stderr cannot be written
     ├── UnsafeFileError (OSError)  a state path is a symlink, not regular, or foreign-owned
     ├── StateDirError (OSError)    the state directory cannot be created or used
     ├── SettingsError (ValueError) settings.json cannot be read, parsed or validated
@@ -44,6 +45,7 @@ __all__ = [
     "LockTimeoutError",
     "ManagedCodexError",
     "NotReadyError",
+    "OutputError",
     "PidFileError",
     "PidRecordError",
     "PlatformError",
@@ -81,6 +83,10 @@ class HomeError(DaemonError):
 
 class PlatformError(DaemonError):
     """The kit runs only on Unix platforms."""
+
+
+class OutputError(DaemonError, OSError):
+    """stdout or stderr could not be written (a full device, a closed pipe or descriptor)."""
 
 
 class UnsafeFileError(DaemonError, OSError):

@@ -223,6 +223,95 @@ def test_version_with_stale_socket_is_refused(fake_home: Home) -> None:
     assert os.path.exists(sock)  # the kit never unlinks the control socket (SPEC §9)
 
 
+# -- output that cannot be written (issue 10) -------------------------------------------------
+
+
+def run_with_streams(home: Home, *args: str, stdout: int, stderr: int) -> Result:
+    """``home.run`` with stdout or stderr a descriptor of the test's choice.
+
+    The other stream is captured; a stream the test passes shows as empty here.
+    """
+    done = subprocess.run(
+        home.argv(*args),
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=stderr,
+        env=home.env(),
+        timeout=60,
+        check=False,
+    )
+    return Result(
+        done.returncode,
+        (done.stdout or b"").decode("utf-8", "replace"),
+        (done.stderr or b"").decode("utf-8", "replace"),
+    )
+
+
+def closed_pipe() -> int:
+    """The write end of a pipe whose read end is already closed: a write gets EPIPE."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    return write_end
+
+
+@pytest.mark.parametrize("command", ["status", "stop", "logs"])
+def test_stdout_on_a_full_device_is_an_error(home: Home, command: str) -> None:
+    with open("/dev/full", "wb") as full:
+        result = run_with_streams(home, command, stdout=full.fileno(), stderr=subprocess.PIPE)
+    assert_error(
+        result,
+        error_text("failed to write to stdout", "No space left on device (os error 28)"),
+    )
+
+
+def test_stdout_a_closed_pipe_is_an_error(home: Home) -> None:
+    write_end = closed_pipe()
+    try:
+        result = run_with_streams(home, "status", stdout=write_end, stderr=subprocess.PIPE)
+    finally:
+        os.close(write_end)
+    assert_error(result, error_text("failed to write to stdout", "Broken pipe (os error 32)"))
+
+
+def test_stdout_closed_is_an_error(home: Home) -> None:
+    # With descriptor 1 closed Python has no sys.stdout, and the kit's next open
+    # would get descriptor 1: the JSON must never go there.
+    argv = ["sh", "-c", 'exec "$0" "$@" >&-', *home.argv("stop")]
+    done = subprocess.run(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=home.env(),
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stderr.decode() == error_text(
+        "failed to write to stdout", "Bad file descriptor (os error 9)"
+    )
+    with open(home.paths.operation_lock, "rb") as lock:
+        assert lock.read() == b""
+
+
+@pytest.mark.parametrize("stream", ["full", "closed-pipe"])
+def test_stderr_that_cannot_be_written_fails_the_command_quietly(home: Home, stream: str) -> None:
+    # The warning about the bad settings cannot be written; neither can the error, so
+    # the exit code alone says the command failed, and stdout stays empty.
+    os.makedirs(home.paths.state_dir, mode=0o700)
+    with open(home.paths.settings, "w") as settings:
+        settings.write("not json")
+    if stream == "full":
+        with open("/dev/full", "wb") as full:
+            result = run_with_streams(home, "stop", stdout=subprocess.PIPE, stderr=full.fileno())
+    else:
+        write_end = closed_pipe()
+        try:
+            result = run_with_streams(home, "stop", stdout=subprocess.PIPE, stderr=write_end)
+        finally:
+            os.close(write_end)
+    assert (result.returncode, result.stdout) == (1, "")
+
+
 @pytest.mark.parametrize(
     ("args", "complaint"),
     [
