@@ -19,6 +19,7 @@ import pytest
 
 from daemonkit import __version__
 from tests.harness import Result, is_alive
+from tests.updates import put_fake_npm_on_path
 
 if TYPE_CHECKING:
     from tests.harness import Home
@@ -345,8 +346,24 @@ def test_missing_codex_home_is_created_0700(home: Home) -> None:
     stopped = run_with_umask(home, 0o000, "--codex-home", codex_home, "stop")
     assert stopped.returncode == 0, stopped
     assert json.loads(stopped.stdout)["status"] == "notRunning"
-    assert mode_of(codex_home) == 0o700  # SPEC §2.1, §3.1: <H> is created 0700
-    assert mode_of(os.path.join(codex_home, "app-server-daemon")) == 0o700
+    # SPEC §2.1, §3.1: <H> is created 0700, and so is every missing level above it.
+    for level in ("fresh", "fresh/h", "fresh/h/app-server-daemon"):
+        assert mode_of(os.path.join(str(home.root), level)) == 0o700, level
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o000], ids=["umask-022", "umask-000"])
+def test_npm_install_creates_every_missing_level_0700(home: Home, mask: int) -> None:
+    put_fake_npm_on_path(home, latest="2.0.0")
+    codex_home = os.path.join(str(home.root), "fresh", "h")
+    installed = run_with_umask(
+        home, mask, "--codex-home", codex_home, "install", "--channel", "npm"
+    )
+    assert installed.returncode == 0, installed
+    assert json.loads(installed.stdout)["status"] == "installed"
+    levels = ("fresh", "fresh/h", "fresh/h/packages", "fresh/h/packages/standalone")
+    modes = {level: mode_of(os.path.join(str(home.root), level)) for level in levels}
+    assert modes == dict.fromkeys(levels, 0o700)
+    assert mode_of(os.path.join(codex_home, "packages", "standalone", "releases")) == 0o700
 
 
 @pytest.mark.parametrize("command", ["status", "logs", "version"])
