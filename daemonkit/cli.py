@@ -170,9 +170,11 @@ def _warn(line: str) -> None:
 
 
 def _run(args: argparse.Namespace | SimpleNamespace) -> JsonOutput:
+    from daemonkit.files import check_codex_home  # noqa: PLC0415
     from daemonkit.paths import DaemonPaths, resolve_codex_home  # noqa: PLC0415
 
     home = resolve_codex_home(args.codex_home, os.environ)
+    check_codex_home(home)
     paths = DaemonPaths(home)
     match args.command:
         case "status":

@@ -5,6 +5,7 @@ in so that ``except OSError`` or ``except TimeoutError`` in callers keeps workin
 
     DaemonError
     ├── HomeError                  CODEX_HOME cannot be resolved
+    │   └── HomeNotDirectoryError (NotADirectoryError)   CODEX_HOME exists but is no directory
     ├── PlatformError              not a Unix platform
     ├── OutputError (OSError)      stdout or stderr cannot be written
     ├── UnsafeFileError (OSError)  a state path is a symlink, not regular, or foreign-owned
@@ -39,6 +40,7 @@ import os
 __all__ = [
     "DaemonError",
     "HomeError",
+    "HomeNotDirectoryError",
     "InstallError",
     "InterruptedByUserError",
     "LockError",
@@ -79,6 +81,14 @@ class DaemonError(Exception):
 
 class HomeError(DaemonError):
     """CODEX_HOME could not be determined from the flag, the environment or the home dir."""
+
+
+class HomeNotDirectoryError(HomeError, NotADirectoryError):
+    """CODEX_HOME names a file (or a path below one), so no state can live under it."""
+
+    def __init__(self, message: str, path: str) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class PlatformError(DaemonError):

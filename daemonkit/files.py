@@ -11,12 +11,13 @@ import errno
 import os
 import stat
 
-from daemonkit.errors import StateDirError, UnsafeFileError
+from daemonkit.errors import HomeNotDirectoryError, StateDirError, UnsafeFileError
 from daemonkit.hooks import crash_point
 
 __all__ = [
     "FILE_MODE",
     "AtomicWriteError",
+    "check_codex_home",
     "ensure_state_dir",
     "fsync_dir",
     "make_private_dirs",
@@ -27,6 +28,26 @@ __all__ = [
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
+
+
+def check_codex_home(path: str) -> None:
+    """Refuse a CODEX_HOME that exists but is not a directory; a missing one is fine.
+
+    Every command checks this first, so each fails with this one error naming the
+    path, rather than with its own later symptom (a state directory it failed to
+    create, warnings about pid files it cannot read, a clean ``notRunning``).
+    """
+    message = f"CODEX_HOME {path} is not a directory"
+    try:
+        info = os.stat(path)
+    except NotADirectoryError as exc:  # a file above it: it can never be a directory
+        raise HomeNotDirectoryError(message, path) from exc
+    except OSError:
+        # Missing: commands that write state create it. Unreadable: the command's
+        # first access reports it with its own wording.
+        return
+    if not stat.S_ISDIR(info.st_mode):
+        raise HomeNotDirectoryError(message, path)
 
 
 def make_private_dirs(path: str) -> None:

@@ -440,6 +440,46 @@ def test_codex_home_resolution(home: Home, case: str) -> None:
     assert not os.path.exists(expected_home)  # status creates nothing (SPEC §2.1, §2.12)
 
 
+EVERY_COMMAND = [
+    ["start"],
+    ["restart"],
+    ["stop"],
+    ["status"],
+    ["version"],
+    ["logs"],
+    ["install"],
+    ["install", "--channel", "npm"],
+    ["bootstrap"],
+    ["enable-remote-control"],
+    ["disable-remote-control"],
+    ["update", "--yes"],
+]
+
+
+@pytest.mark.parametrize("given_by", ["flag", "env"])
+@pytest.mark.parametrize("args", EVERY_COMMAND, ids=" ".join)
+def test_codex_home_that_is_a_file_fails_every_command(
+    home: Home, args: list[str], given_by: str
+) -> None:
+    not_a_dir = home.root / "codex-home-file"
+    not_a_dir.write_text("precious\n")
+    if given_by == "flag":
+        result = home.run("--codex-home", str(not_a_dir), *args)
+    else:
+        result = home.run(*args, env=home.env(CODEX_HOME=str(not_a_dir)))
+    assert_error(result, error_text(f"CODEX_HOME {not_a_dir} is not a directory"))
+    assert not_a_dir.read_text() == "precious\n"
+
+
+def test_codex_home_below_a_file_is_not_a_directory(home: Home) -> None:
+    below = home.root / "codex-home-file" / "h"
+    below.parent.write_text("")
+    assert_error(
+        home.run("--codex-home", str(below), "status"),
+        error_text(f"CODEX_HOME {below} is not a directory", "Not a directory (os error 20)"),
+    )
+
+
 def test_flag_home_is_where_the_server_starts(fake_home: Home) -> None:
     other = os.path.join(str(fake_home.root), "other")
     env = fake_home.env(CODEX_HOME=other)

@@ -11,8 +11,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from daemonkit.errors import StateDirError, UnsafeFileError, describe_exception
+from daemonkit.errors import (
+    HomeNotDirectoryError,
+    StateDirError,
+    UnsafeFileError,
+    describe_exception,
+)
 from daemonkit.files import (
+    check_codex_home,
     ensure_state_dir,
     make_private_dirs,
     open_state_file,
@@ -303,6 +309,48 @@ def test_state_dir_created_0700(tmp_path: Path, mask: int) -> None:
     assert state.is_dir()
     for level in (tmp_path / "a", tmp_path / "a" / "h", state):
         assert mode_of(level) == 0o700, level
+
+
+# -- check_codex_home (issue 10) --------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["missing", "directory", "symlink-to-directory"])
+def test_a_codex_home_that_is_or_can_become_a_directory_passes(tmp_path: Path, kind: str) -> None:
+    home = tmp_path / "h"
+    if kind == "directory":
+        home.mkdir()
+    elif kind == "symlink-to-directory":
+        home.symlink_to(tmp_path)
+    check_codex_home(str(home))
+    assert os.path.lexists(home) == (kind != "missing")  # the check creates nothing
+
+
+@pytest.mark.parametrize("kind", ["file", "symlink-to-file", "fifo"])
+def test_a_codex_home_that_is_not_a_directory_is_refused(tmp_path: Path, kind: str) -> None:
+    home = tmp_path / "h"
+    if kind == "file":
+        home.write_text("")
+    elif kind == "symlink-to-file":
+        (tmp_path / "f").write_text("")
+        home.symlink_to(tmp_path / "f")
+    else:
+        os.mkfifo(home)
+    with pytest.raises(HomeNotDirectoryError) as caught:
+        check_codex_home(str(home))
+    assert caught.value.message == f"CODEX_HOME {home} is not a directory"
+    assert caught.value.path == str(home)
+    assert caught.value.__cause__ is None
+
+
+def test_a_codex_home_below_a_file_is_refused_with_the_os_cause(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("")
+    home = tmp_path / "f" / "h"
+    with pytest.raises(HomeNotDirectoryError) as caught:
+        check_codex_home(str(home))
+    assert caught.value.message == f"CODEX_HOME {home} is not a directory"
+    assert describe_exception(caught.value.__cause__ or Exception()) == (
+        "Not a directory (os error 20)"
+    )
 
 
 # -- make_private_dirs (SPEC §3.1) ---------------------------------------------------------
