@@ -20,6 +20,7 @@ from daemonkit.errors import (
     InterruptedByUserError,
     OutputError,
     PlatformError,
+    ProbeError,
     render_error,
 )
 from daemonkit.output import emit, write_stderr
@@ -230,6 +231,13 @@ def _ensure_supported_platform() -> None:
         raise PlatformError("codex app-server daemon lifecycle is only supported on Unix platforms")
 
 
+def _hint(command: str, exc: DaemonError) -> str | None:
+    """A next step to print after the error block, where the error makes it obvious."""
+    if command == "version" and isinstance(exc, ProbeError) and exc.nothing_listens:
+        return "the app server is not running; start it with codex-daemon start"
+    return None
+
+
 def _report(text: str) -> int:
     """Write an error to stderr and return the exit status 1."""
     try:
@@ -257,7 +265,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DaemonError as exc:
         if debug:
             _print_traceback()
-        return _report(render_error(exc))
+        hint = _hint(args.command, exc)
+        # After the upstream error block, which stays exactly as upstream prints it.
+        return _report(render_error(exc) + ("" if hint is None else f"\nhint: {hint}"))
     except Exception as exc:  # the outermost edge: never a traceback (SPEC §2.2)
         if debug:
             _print_traceback()

@@ -35,6 +35,7 @@ verbatim where upstream has one (SPEC §2.15). ``render_error`` turns a chain of
 
 from __future__ import annotations
 
+import errno
 import os
 
 __all__ = [
@@ -141,6 +142,12 @@ class StopError(DaemonError, OSError):
 
 class ProbeError(DaemonError, ConnectionError):
     """The app-server control socket did not complete the initialize handshake."""
+
+    @property
+    def nothing_listens(self) -> bool:
+        """True when the connect found no server: no socket file, or a stale one."""
+        cause = self.__cause__
+        return isinstance(cause, OSError) and cause.errno in (errno.ENOENT, errno.ECONNREFUSED)
 
 
 class ProbeTimeoutError(ProbeError, TimeoutError):

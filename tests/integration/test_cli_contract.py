@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import subprocess
+import threading
 from typing import TYPE_CHECKING
 
 import pytest
@@ -205,11 +206,15 @@ def test_locale_changes_neither_output_nor_identity(fake_home: Home) -> None:
 # -- errors (row 2) -------------------------------------------------------------------------
 
 
+NOT_RUNNING_HINT = "hint: the app server is not running; start it with codex-daemon start\n"
+
+
 def test_version_with_nothing_running_is_enoent(fake_home: Home) -> None:
     sock = fake_home.paths.socket
     assert_error(
         fake_home.run("version"),
-        error_text(f"failed to connect to {sock}", "No such file or directory (os error 2)"),
+        error_text(f"failed to connect to {sock}", "No such file or directory (os error 2)")
+        + NOT_RUNNING_HINT,
     )
 
 
@@ -218,9 +223,34 @@ def test_version_with_stale_socket_is_refused(fake_home: Home) -> None:
     make_stale_socket(sock)
     assert_error(
         fake_home.run("version"),
-        error_text(f"failed to connect to {sock}", "Connection refused (os error 111)"),
+        error_text(f"failed to connect to {sock}", "Connection refused (os error 111)")
+        + NOT_RUNNING_HINT,
     )
     assert os.path.exists(sock)  # the kit never unlinks the control socket (SPEC §9)
+
+
+def test_version_gives_no_hint_when_something_listens(fake_home: Home) -> None:
+    # A listener that reads the upgrade request and hangs up: something runs, so
+    # "start it" would be wrong.
+    sock = fake_home.paths.socket
+    os.makedirs(os.path.dirname(sock), mode=0o700)
+
+    def read_then_hang_up(listener: socket.socket) -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(sock)
+        listener.listen()
+        server = threading.Thread(target=read_then_hang_up, args=(listener,), daemon=True)
+        server.start()
+        result = fake_home.run("version")
+        server.join(timeout=10)
+    assert_error(
+        result,
+        error_text(f"failed to upgrade {sock}", "connection closed during upgrade"),
+    )
 
 
 # -- output that cannot be written (issue 10) -------------------------------------------------
