@@ -1,4 +1,4 @@
-"""Output objects in upstream key order, and the only writer of stdout and stderr (SPEC §2.2-§2.3).
+"""Output objects in upstream key order; the only writer of stdout and stderr (SPEC §2.2-§2.3).
 
 Each output builds its JSON by hand: "omitted" (key absent) and ``null`` (key present)
 are different contracts, and key order is part of the contract. Every write is flushed
