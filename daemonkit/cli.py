@@ -15,8 +15,15 @@ import sys
 from types import SimpleNamespace
 
 from daemonkit import __version__
-from daemonkit.errors import DaemonError, InterruptedByUserError, PlatformError, render_error
-from daemonkit.output import emit
+from daemonkit.errors import (
+    DaemonError,
+    InterruptedByUserError,
+    OutputError,
+    PlatformError,
+    ProbeError,
+    render_error,
+)
+from daemonkit.output import emit, write_stderr
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -160,14 +167,15 @@ def _interrupt(_signum: int, _frame: FrameType | None) -> None:
 
 
 def _warn(line: str) -> None:
-    sys.stderr.write(f"warning: {line}\n")
-    sys.stderr.flush()
+    write_stderr(f"warning: {line}\n")
 
 
 def _run(args: argparse.Namespace | SimpleNamespace) -> JsonOutput:
+    from daemonkit.files import check_codex_home  # noqa: PLC0415
     from daemonkit.paths import DaemonPaths, resolve_codex_home  # noqa: PLC0415
 
     home = resolve_codex_home(args.codex_home, os.environ)
+    check_codex_home(home)
     paths = DaemonPaths(home)
     match args.command:
         case "status":
@@ -223,6 +231,22 @@ def _ensure_supported_platform() -> None:
         raise PlatformError("codex app-server daemon lifecycle is only supported on Unix platforms")
 
 
+def _hint(command: str, exc: DaemonError) -> str | None:
+    """A next step to print after the error block, where the error makes it obvious."""
+    if command == "version" and isinstance(exc, ProbeError) and exc.nothing_listens:
+        return "the app server is not running; start it with codex-daemon start"
+    return None
+
+
+def _report(text: str) -> int:
+    """Write an error to stderr and return the exit status 1."""
+    try:
+        write_stderr(text + "\n")
+    except OutputError:
+        pass  # stderr itself cannot be written: the exit status is all that is left
+    return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_arguments(sys.argv[1:] if argv is None else argv)
     debug = os.environ.get("CODEX_DAEMONKIT_DEBUG") == "1"
@@ -230,43 +254,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, _interrupt)
     try:
         _ensure_supported_platform()
-        output = _run(args)
+        # Inside the try: a stdout that cannot be written is an error like any other.
+        emit(_run(args))
     except ModuleNotFoundError as exc:
         # Only spawn and install paths import third-party packages (SPEC §12.2).
         package = _PACKAGES.get(exc.name or "", exc.name)
-        sys.stderr.write(
-            f"Error: {package} is not installed; install codex-daemonkit's dependencies\n"
-        )
-        return 1
+        return _report(f"Error: {package} is not installed; install codex-daemonkit's dependencies")
     except KeyboardInterrupt:
-        sys.stderr.write(render_error(InterruptedByUserError("interrupted")) + "\n")
-        return 1
+        return _report(render_error(InterruptedByUserError("interrupted")))
     except DaemonError as exc:
         if debug:
             _print_traceback()
-        sys.stderr.write(render_error(exc) + "\n")
-        return 1
+        hint = _hint(args.command, exc)
+        # After the upstream error block, which stays exactly as upstream prints it.
+        return _report(render_error(exc) + ("" if hint is None else f"\nhint: {hint}"))
     except Exception as exc:  # the outermost edge: never a traceback (SPEC §2.2)
         if debug:
             _print_traceback()
-        sys.stderr.write(render_error(exc) + "\n")
-        return 1
-    emit(output)
+        return _report(render_error(exc))
     return 0
 
 
 def run() -> NoReturn:
     """The console script: ``main()``, then exit without tearing the interpreter down.
 
-    When ``main`` returns, the command's work is done and its output written. The
-    interpreter's finalisation, freeing every loaded module, would add about 8 ms (a
-    tenth of a ``stop``) and nothing else: the kernel closes descriptors and drops
-    flocks at exit, and no command leaves a thread or an atexit handler behind.
+    When ``main`` returns, the command's work is done and its output written and
+    flushed (output.py flushes every write and reports a failed one; flushing again
+    here would retry the failed bytes outside any error handling). The interpreter's
+    finalisation, freeing every loaded module, would add about 8 ms (a tenth of a
+    ``stop``) and nothing else: the kernel closes descriptors and drops flocks at
+    exit, and no command leaves a thread or an atexit handler behind.
     """
-    code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    os._exit(main())
 
 
 if __name__ == "__main__":

@@ -5,7 +5,9 @@ in so that ``except OSError`` or ``except TimeoutError`` in callers keeps workin
 
     DaemonError
     ├── HomeError                  CODEX_HOME cannot be resolved
+    │   └── HomeNotDirectoryError (NotADirectoryError)   CODEX_HOME exists but is no directory
     ├── PlatformError              not a Unix platform
+    ├── OutputError (OSError)      stdout or stderr cannot be written
     ├── UnsafeFileError (OSError)  a state path is a symlink, not regular, or foreign-owned
     ├── StateDirError (OSError)    the state directory cannot be created or used
     ├── SettingsError (ValueError) settings.json cannot be read, parsed or validated
@@ -33,17 +35,20 @@ verbatim where upstream has one (SPEC §2.15). ``render_error`` turns a chain of
 
 from __future__ import annotations
 
+import errno
 import os
 
 __all__ = [
     "DaemonError",
     "HomeError",
+    "HomeNotDirectoryError",
     "InstallError",
     "InterruptedByUserError",
     "LockError",
     "LockTimeoutError",
     "ManagedCodexError",
     "NotReadyError",
+    "OutputError",
     "PidFileError",
     "PidRecordError",
     "PlatformError",
@@ -79,8 +84,20 @@ class HomeError(DaemonError):
     """CODEX_HOME could not be determined from the flag, the environment or the home dir."""
 
 
+class HomeNotDirectoryError(HomeError, NotADirectoryError):
+    """CODEX_HOME names a file (or a path below one), so no state can live under it."""
+
+    def __init__(self, message: str, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
 class PlatformError(DaemonError):
     """The kit runs only on Unix platforms."""
+
+
+class OutputError(DaemonError, OSError):
+    """stdout or stderr could not be written (a full device, a closed pipe or descriptor)."""
 
 
 class UnsafeFileError(DaemonError, OSError):
@@ -125,6 +142,12 @@ class StopError(DaemonError, OSError):
 
 class ProbeError(DaemonError, ConnectionError):
     """The app-server control socket did not complete the initialize handshake."""
+
+    @property
+    def nothing_listens(self) -> bool:
+        """True when the connect found no server: no socket file, or a stale one."""
+        cause = self.__cause__
+        return isinstance(cause, OSError) and cause.errno in (errno.ENOENT, errno.ECONNREFUSED)
 
 
 class ProbeTimeoutError(ProbeError, TimeoutError):

@@ -11,14 +11,16 @@ import errno
 import os
 import stat
 
-from daemonkit.errors import StateDirError, UnsafeFileError
+from daemonkit.errors import HomeNotDirectoryError, StateDirError, UnsafeFileError
 from daemonkit.hooks import crash_point
 
 __all__ = [
     "FILE_MODE",
     "AtomicWriteError",
+    "check_codex_home",
     "ensure_state_dir",
     "fsync_dir",
+    "make_private_dirs",
     "open_state_file",
     "read_state_file",
     "write_atomic",
@@ -28,21 +30,55 @@ FILE_MODE = 0o600
 DIR_MODE = 0o700
 
 
+def check_codex_home(path: str) -> None:
+    """Refuse a CODEX_HOME that exists but is not a directory; a missing one is fine.
+
+    Every command checks this first, so each fails with this one error naming the
+    path, rather than with its own later symptom (a state directory it failed to
+    create, warnings about pid files it cannot read, a clean ``notRunning``).
+    """
+    message = f"CODEX_HOME {path} is not a directory"
+    try:
+        info = os.stat(path)
+    except NotADirectoryError as exc:  # a file above it: it can never be a directory
+        raise HomeNotDirectoryError(message, path) from exc
+    except OSError:
+        # Missing: commands that write state create it. Unreadable: the command's
+        # first access reports it with its own wording.
+        return
+    if not stat.S_ISDIR(info.st_mode):
+        raise HomeNotDirectoryError(message, path)
+
+
+def make_private_dirs(path: str) -> None:
+    """Create ``path`` and every missing directory above it, each exactly 0700.
+
+    ``os.makedirs`` gives its mode to the last level only, and mkdir's mode is
+    filtered by the umask; a new CODEX_HOME and everything the kit makes in it must
+    be private whatever the umask (SPEC §3.1). Existing levels are left as they are,
+    and a symlink in the way (dangling or not) is never created through. Raises
+    ``OSError`` for the caller to word.
+    """
+    missing: list[str] = []
+    level = path
+    while not os.path.lexists(level):
+        missing.append(level)
+        parent = os.path.dirname(level)
+        if parent == level:
+            break
+        level = parent
+    for level in reversed(missing):
+        try:
+            os.mkdir(level, DIR_MODE)
+        except FileExistsError:
+            continue  # made meanwhile by another process: its mode is not ours to set
+        os.chmod(level, DIR_MODE)
+
+
 def ensure_state_dir(path: str) -> None:
     """Create ``path`` (and missing parents) 0700, or tighten and vet an existing one."""
-    created = False
     try:
-        parent = os.path.dirname(path)
-        if not os.path.isdir(parent):
-            try:
-                os.makedirs(parent, mode=DIR_MODE, exist_ok=True)
-            except FileExistsError:
-                pass  # a file in the way: the mkdir below reports ENOTDIR for it
-        try:
-            os.mkdir(path, DIR_MODE)
-            created = True
-        except FileExistsError:
-            pass
+        make_private_dirs(path)
         info = os.stat(path)
     except OSError as exc:
         raise StateDirError(f"failed to create daemon state directory {path}") from exc
@@ -56,10 +92,8 @@ def ensure_state_dir(path: str) -> None:
             f"refusing to use daemon state directory {path}: owned by uid {info.st_uid}, "
             f"expected {euid}"
         )
-    mode = stat.S_IMODE(info.st_mode)
-    # A directory we created is exactly 0700 whatever the umask; an existing one is
-    # only tightened, never loosened.
-    if (created and mode != DIR_MODE) or mode & 0o077:
+    # An existing directory is only tightened, never loosened.
+    if stat.S_IMODE(info.st_mode) & 0o077:
         try:
             os.chmod(path, DIR_MODE)
         except OSError as exc:

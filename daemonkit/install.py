@@ -25,7 +25,7 @@ import tempfile
 import threading
 
 from daemonkit.errors import InstallError, ManagedCodexError, VerificationError
-from daemonkit.files import fsync_dir
+from daemonkit.files import fsync_dir, make_private_dirs
 from daemonkit.hooks import crash_point
 from daemonkit.locks import held_lock
 from daemonkit.managed import read_codex_version, render_exit_status, versions_equal
@@ -96,7 +96,7 @@ def flip_symlink(link: str, target: str) -> None:
 
 def _ensure_package_root(paths: DaemonPaths) -> None:
     try:
-        os.makedirs(paths.releases, mode=0o700, exist_ok=True)
+        make_private_dirs(paths.releases)
     except OSError as exc:
         raise InstallError(f"failed to create package directory {paths.releases}") from exc
 

@@ -1,21 +1,25 @@
-"""Output objects in upstream key order, and the only writer of stdout (SPEC §2.2-§2.3).
+"""Output objects in upstream key order; the only writer of stdout and stderr (SPEC §2.2-§2.3).
 
 Each output builds its JSON by hand: "omitted" (key absent) and ``null`` (key present)
-are different contracts, and key order is part of the contract.
+are different contracts, and key order is part of the contract. Every write is flushed
+at once and a failed one raises ``OutputError``, so the CLI can report it as an error.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
 import sys
 from enum import StrEnum
 
+from daemonkit.errors import OutputError
 from daemonkit.value import Value
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Final, Protocol
+    from typing import Final, Protocol, TextIO
 
     class JsonOutput(Protocol):
         def to_json(self) -> dict[str, object]: ...
@@ -31,6 +35,7 @@ __all__ = [
     "StatusOutput",
     "UpdaterStatus",
     "emit",
+    "write_stderr",
 ]
 
 BACKEND_PID = "pid"
@@ -411,6 +416,23 @@ def render(output: JsonOutput) -> str:
 
 
 def emit(output: JsonOutput) -> None:
-    """Write the command's single JSON line to stdout."""
-    sys.stdout.write(render(output))
-    sys.stdout.flush()
+    """Write the command's single JSON line to stdout; raise ``OutputError`` if it fails."""
+    _write(sys.stdout, "stdout", render(output))
+
+
+def write_stderr(text: str) -> None:
+    """Write warnings, errors and prompts to stderr; raise ``OutputError`` if it fails."""
+    _write(sys.stderr, "stderr", text)
+
+
+def _write(stream: TextIO | None, name: str, text: str) -> None:
+    if stream is None:
+        # Python leaves sys.stdout/sys.stderr None when the descriptor was closed at
+        # start-up; the descriptor number may by now belong to a state file.
+        closed = OSError(errno.EBADF, os.strerror(errno.EBADF))
+        raise OutputError(f"failed to write to {name}") from closed
+    try:
+        stream.write(text)
+        stream.flush()
+    except OSError as exc:
+        raise OutputError(f"failed to write to {name}") from exc

@@ -2,7 +2,11 @@
 
 Every key is optional and unknown keys are kept (SPEC §3.5). Strict loading turns the
 first problem into a ``SettingsError``; lenient loading (stop, status) falls back to the
-default of each key that fails and reports the problem as a warning (SPEC §3.6).
+default of each key that fails and reports the problem as a warning (SPEC §3.6). Every
+problem names the file and the (dotted) key: a wrong type is ``failed to parse settings
+<path>`` caused by ``invalid type for <key>: ...``; an invalid value is ``invalid
+settings <path>: <key>: <reason>``, the spec's reason kept verbatim, and the lenient
+warning is that same text prefixed with ``ignoring``.
 """
 
 from __future__ import annotations
@@ -73,13 +77,20 @@ class Settings(Value):
 
 
 class _Problems(Value):
-    """Problems found while parsing, in the order strict loading reports them."""
+    """Problems found while parsing, in the order strict loading reports them.
+
+    ``parse`` holds wrong types (each text names its key); ``validate`` holds invalid
+    values as ``<key>: <reason>``.
+    """
 
     __slots__ = ("parse", "validate")
 
     def __init__(self, *, parse: list[str], validate: list[str]) -> None:
         self.parse: Final = parse
         self.validate: Final = validate
+
+    def invalid(self, where: str, reason: str) -> None:
+        self.validate.append(f"{where}: {reason}")
 
 
 def _json_object(raw: bytes, path: str) -> dict[str, object]:
@@ -142,7 +153,7 @@ def _parse(obj: dict[str, object]) -> tuple[Settings, _Problems]:
     remote = _get_bool(obj, "remoteControlEnabled", False, "remoteControlEnabled", p)
     grace = _get_uint(obj, "shutdownGraceSeconds", DEFAULT_GRACE_S, "shutdownGraceSeconds", p)
     if grace > MAX_GRACE_S:
-        p.validate.append("shutdown grace must be between 0 and 300 seconds")
+        p.invalid("shutdownGraceSeconds", "shutdown grace must be between 0 and 300 seconds")
         grace = DEFAULT_GRACE_S
     updater = obj.get("updater", {})
     if not isinstance(updater, dict):
@@ -157,7 +168,7 @@ def _parse(obj: dict[str, object]) -> tuple[Settings, _Problems]:
         p,
     )
     if interval == 0:
-        p.validate.append("update interval must be positive")
+        p.invalid("updater.updateIntervalMinutes", "update interval must be positive")
         interval = DEFAULT_INTERVAL_MINUTES
     channel_value = updater.get("channel", "script")
     channel: Channel = defaults.channel
@@ -166,7 +177,10 @@ def _parse(obj: dict[str, object]) -> tuple[Settings, _Problems]:
     elif channel_value in ("script", "npm"):
         channel = "npm" if channel_value == "npm" else "script"
     else:
-        p.validate.append(f'unknown updater channel {channel_value}; expected "script" or "npm"')
+        p.invalid(
+            "updater.channel",
+            f'unknown updater channel {channel_value}; expected "script" or "npm"',
+        )
     url_value = updater.get("installScriptUrl", DEFAULT_SCRIPT_URL)
     url = DEFAULT_SCRIPT_URL
     if not isinstance(url_value, str):
@@ -174,7 +188,7 @@ def _parse(obj: dict[str, object]) -> tuple[Settings, _Problems]:
     elif url_value == DEFAULT_SCRIPT_URL or _is_allowed_url(url_value):
         url = url_value
     else:
-        p.validate.append(f"installer script URL must use https: {url_value}")
+        p.invalid("updater.installScriptUrl", f"installer script URL must use https: {url_value}")
     settings = Settings(
         remote_control_enabled=remote,
         shutdown_grace_s=grace,
@@ -205,7 +219,7 @@ def load_settings(path: str) -> Settings:
     if problems.parse:
         raise SettingsError(f"failed to parse settings {path}") from ValueError(problems.parse[0])
     if problems.validate:
-        raise SettingsError(problems.validate[0])
+        raise SettingsError(f"invalid settings {path}: {problems.validate[0]}")
     return settings
 
 

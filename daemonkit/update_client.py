@@ -8,6 +8,7 @@ import sys
 import time
 
 from daemonkit.errors import UpdaterError
+from daemonkit.output import write_stderr
 from daemonkit.probe import connect_unix
 from daemonkit.settings import load_settings
 from daemonkit.updater_control import is_updater_active, spawn_updater
@@ -52,8 +53,7 @@ def _confirmed(assume_yes: bool) -> bool:
     """Ask only a person at a terminal; scripts and SSH clients are never prompted."""
     if assume_yes or not (sys.stdin.isatty() and sys.stderr.isatty()):
         return True
-    sys.stderr.write(PROMPT)
-    sys.stderr.flush()
+    write_stderr(PROMPT)
     answer = sys.stdin.readline().strip().lower()
     return answer in ("y", "yes")
 

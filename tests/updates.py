@@ -1,26 +1,36 @@
-"""A loopback install-script server and fake releases, for the updater's tests.
+"""Fake installers: a loopback install-script server, fake releases and a fake npm.
 
 The standalone channel (SPEC §7.6) fetches a shell script over HTTP and runs it with
 /bin/sh; these tests serve one from 127.0.0.1 that installs a fake codex release and
 flips ``current``, as the real installer does, and can cut its answer short on request.
+The npm channel (SPEC §7.7) runs ``npm install``; a fake ``npm`` first on PATH lays the
+fake codex out in 0.169.0's package layout, offline.
 """
 
 from __future__ import annotations
 
 import http.server
 import json
+import os
 import sys
 import textwrap
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from daemonkit.install import host_targets
 from tests.harness import FAKE_SOURCE, TARGET
 
 if TYPE_CHECKING:
     from tests.harness import Home
 
-__all__ = ["ScriptServer", "install_script", "release_dir", "stage_payload"]
+__all__ = [
+    "ScriptServer",
+    "install_script",
+    "put_fake_npm_on_path",
+    "release_dir",
+    "stage_payload",
+]
 
 
 class ScriptServer:
@@ -118,3 +128,45 @@ def install_script(payload: Path, version: str, *, before: str = "", after: str 
         {after}
         """
     )
+
+
+FAKE_NPM = """\
+#!{python}
+# A fake npm: `npm install --prefix DIR ... @openai/codex@V` lays out 0.169.0's packages.
+import json, os, sys
+args = sys.argv[1:]
+assert args[0] == "install", args
+prefix = args[args.index("--prefix") + 1]
+version = args[-1].rpartition("@")[2]
+if version == "latest":
+    version = {new!r}
+scope = os.path.join(prefix, "node_modules", "@openai")
+os.makedirs(os.path.join(scope, "codex"))
+with open(os.path.join(scope, "codex", "package.json"), "w") as f:
+    json.dump({{"name": "@openai/codex", "version": version}}, f)
+bin_dir = os.path.join(scope, "codex-linux-x64", "vendor", {target!r}, "bin")
+os.makedirs(bin_dir)
+with open({fake!r}) as f:
+    source = f.read().split("\\n", 1)[1]
+with open(os.path.join(bin_dir, "codex"), "w") as f:
+    f.write("#!" + {python!r} + "\\n" + source)
+os.chmod(os.path.join(bin_dir, "codex"), 0o755)
+with open(os.path.join(bin_dir, "fake-codex.json"), "w") as f:
+    json.dump({{"version": version}}, f)
+sys.stdout.write("added 2 packages in 0.1s\\n")
+"""
+
+
+def put_fake_npm_on_path(home: Home, *, latest: str) -> None:
+    """Put a fake ``npm`` first on the PATH of ``home``'s commands; it installs the fake
+    codex at the requested version, or ``latest`` for ``@latest``."""
+    bin_dir = home.root / "npm-bin"
+    bin_dir.mkdir()
+    npm = bin_dir / "npm"
+    npm.write_text(
+        FAKE_NPM.format(
+            python=sys.executable, new=latest, target=host_targets()[0], fake=str(FAKE_SOURCE)
+        )
+    )
+    npm.chmod(0o755)
+    home.extra_env["PATH"] = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}"

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from enum import Enum, auto
 from typing import TYPE_CHECKING
 
+from daemonkit.files import make_private_dirs
+
 if TYPE_CHECKING:
     from updater.log import EventLog
 
@@ -88,7 +90,7 @@ def _answers(path: str) -> bool | None:
 
 
 def _ensure_private_dir(path: str) -> None:
-    os.makedirs(path, mode=0o700, exist_ok=True)
+    make_private_dirs(path)
     info = os.lstat(path)
     if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
         raise PermissionError(errno.EPERM, f"refusing to use socket directory {path}")

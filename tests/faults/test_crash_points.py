@@ -19,7 +19,6 @@ import json
 import os
 import signal
 import stat
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,7 +28,8 @@ from daemonkit.errors import ProbeError
 from daemonkit.install import host_targets
 from daemonkit.probe import probe
 from tests.faults.figures import Figures
-from tests.harness import FAKE_SOURCE, app_servers_alive, boot_id, is_alive, start_ticks, wait_for
+from tests.harness import app_servers_alive, boot_id, is_alive, start_ticks, wait_for
+from tests.updates import put_fake_npm_on_path
 
 if TYPE_CHECKING:
     from tests.harness import Home, Result
@@ -350,49 +350,11 @@ def test_crash_after_settings_tmp_during_bootstrap(home: Home, figures: Figures)
 
 # -- the npm channel: after-stage, after-flip ------------------------------------------------------
 
-FAKE_NPM = """\
-#!{python}
-# A fake npm: `npm install --prefix DIR ... @openai/codex@V` lays out 0.169.0's packages.
-import json, os, sys
-args = sys.argv[1:]
-assert args[0] == "install", args
-prefix = args[args.index("--prefix") + 1]
-version = args[-1].rpartition("@")[2]
-if version == "latest":
-    version = {new!r}
-scope = os.path.join(prefix, "node_modules", "@openai")
-os.makedirs(os.path.join(scope, "codex"))
-with open(os.path.join(scope, "codex", "package.json"), "w") as f:
-    json.dump({{"name": "@openai/codex", "version": version}}, f)
-bin_dir = os.path.join(scope, "codex-linux-x64", "vendor", {target!r}, "bin")
-os.makedirs(bin_dir)
-with open({fake!r}) as f:
-    source = f.read().split("\\n", 1)[1]
-with open(os.path.join(bin_dir, "codex"), "w") as f:
-    f.write("#!" + {python!r} + "\\n" + source)
-os.chmod(os.path.join(bin_dir, "codex"), 0o755)
-with open(os.path.join(bin_dir, "fake-codex.json"), "w") as f:
-    json.dump({{"version": version}}, f)
-sys.stdout.write("added 2 packages in 0.1s\\n")
-"""
-
 
 @pytest.fixture
 def npm_home(fake: Home) -> Home:
     """The fake 1.0.0 is current; a fake npm on PATH installs 2.0.0."""
-    bin_dir = fake.root / "npm-bin"
-    bin_dir.mkdir()
-    npm = bin_dir / "npm"
-    npm.write_text(
-        FAKE_NPM.format(
-            python=sys.executable,
-            new=NEW_VERSION,
-            target=host_targets()[0],
-            fake=str(FAKE_SOURCE),
-        )
-    )
-    npm.chmod(0o755)
-    fake.extra_env["PATH"] = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}"
+    put_fake_npm_on_path(fake, latest=NEW_VERSION)
     return fake
 
 

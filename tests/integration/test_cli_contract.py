@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import subprocess
+import threading
 from typing import TYPE_CHECKING
 
 import pytest
@@ -205,11 +206,15 @@ def test_locale_changes_neither_output_nor_identity(fake_home: Home) -> None:
 # -- errors (row 2) -------------------------------------------------------------------------
 
 
+NOT_RUNNING_HINT = "hint: the app server is not running; start it with codex-daemon start\n"
+
+
 def test_version_with_nothing_running_is_enoent(fake_home: Home) -> None:
     sock = fake_home.paths.socket
     assert_error(
         fake_home.run("version"),
-        error_text(f"failed to connect to {sock}", "No such file or directory (os error 2)"),
+        error_text(f"failed to connect to {sock}", "No such file or directory (os error 2)")
+        + NOT_RUNNING_HINT,
     )
 
 
@@ -218,9 +223,123 @@ def test_version_with_stale_socket_is_refused(fake_home: Home) -> None:
     make_stale_socket(sock)
     assert_error(
         fake_home.run("version"),
-        error_text(f"failed to connect to {sock}", "Connection refused (os error 111)"),
+        error_text(f"failed to connect to {sock}", "Connection refused (os error 111)")
+        + NOT_RUNNING_HINT,
     )
     assert os.path.exists(sock)  # the kit never unlinks the control socket (SPEC §9)
+
+
+def test_version_gives_no_hint_when_something_listens(fake_home: Home) -> None:
+    # A listener that reads the upgrade request and hangs up: something runs, so
+    # "start it" would be wrong.
+    sock = fake_home.paths.socket
+    os.makedirs(os.path.dirname(sock), mode=0o700)
+
+    def read_then_hang_up(listener: socket.socket) -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(sock)
+        listener.listen()
+        server = threading.Thread(target=read_then_hang_up, args=(listener,), daemon=True)
+        server.start()
+        result = fake_home.run("version")
+        server.join(timeout=10)
+    assert_error(
+        result,
+        error_text(f"failed to upgrade {sock}", "connection closed during upgrade"),
+    )
+
+
+# -- output that cannot be written (issue 10) -------------------------------------------------
+
+
+def run_with_streams(home: Home, *args: str, stdout: int, stderr: int) -> Result:
+    """``home.run`` with stdout or stderr a descriptor of the test's choice.
+
+    The other stream is captured; a stream the test passes shows as empty here.
+    """
+    done = subprocess.run(
+        home.argv(*args),
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=stderr,
+        env=home.env(),
+        timeout=60,
+        check=False,
+    )
+    return Result(
+        done.returncode,
+        (done.stdout or b"").decode("utf-8", "replace"),
+        (done.stderr or b"").decode("utf-8", "replace"),
+    )
+
+
+def closed_pipe() -> int:
+    """The write end of a pipe whose read end is already closed: a write gets EPIPE."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    return write_end
+
+
+@pytest.mark.parametrize("command", ["status", "stop", "logs"])
+def test_stdout_on_a_full_device_is_an_error(home: Home, command: str) -> None:
+    with open("/dev/full", "wb") as full:
+        result = run_with_streams(home, command, stdout=full.fileno(), stderr=subprocess.PIPE)
+    assert_error(
+        result,
+        error_text("failed to write to stdout", "No space left on device (os error 28)"),
+    )
+
+
+def test_stdout_a_closed_pipe_is_an_error(home: Home) -> None:
+    write_end = closed_pipe()
+    try:
+        result = run_with_streams(home, "status", stdout=write_end, stderr=subprocess.PIPE)
+    finally:
+        os.close(write_end)
+    assert_error(result, error_text("failed to write to stdout", "Broken pipe (os error 32)"))
+
+
+def test_stdout_closed_is_an_error(home: Home) -> None:
+    # With descriptor 1 closed Python has no sys.stdout, and the kit's next open
+    # would get descriptor 1: the JSON must never go there.
+    argv = ["sh", "-c", 'exec "$0" "$@" >&-', *home.argv("stop")]
+    done = subprocess.run(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=home.env(),
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stderr.decode() == error_text(
+        "failed to write to stdout", "Bad file descriptor (os error 9)"
+    )
+    with open(home.paths.operation_lock, "rb") as lock:
+        assert lock.read() == b""
+
+
+@pytest.mark.parametrize("stream", ["full", "closed-pipe"])
+def test_stderr_that_cannot_be_written_fails_the_command_quietly(home: Home, stream: str) -> None:
+    # The warning about the bad settings cannot be written; neither can the error, so
+    # the exit code alone says the command failed, and stdout stays empty.
+    os.makedirs(home.paths.state_dir, mode=0o700)
+    with open(home.paths.settings, "w") as settings:
+        settings.write("not json")
+    if stream == "full":
+        with open("/dev/full", "wb") as full:
+            result = run_with_streams(home, "stop", stdout=subprocess.PIPE, stderr=full.fileno())
+    else:
+        write_end = closed_pipe()
+        try:
+            result = run_with_streams(home, "stop", stdout=subprocess.PIPE, stderr=write_end)
+        finally:
+            os.close(write_end)
+    assert (result.returncode, result.stdout) == (1, "")
 
 
 @pytest.mark.parametrize(
@@ -349,6 +468,46 @@ def test_codex_home_resolution(home: Home, case: str) -> None:
         expected_home, "packages", "standalone", "current", "codex"
     )
     assert not os.path.exists(expected_home)  # status creates nothing (SPEC §2.1, §2.12)
+
+
+EVERY_COMMAND = [
+    ["start"],
+    ["restart"],
+    ["stop"],
+    ["status"],
+    ["version"],
+    ["logs"],
+    ["install"],
+    ["install", "--channel", "npm"],
+    ["bootstrap"],
+    ["enable-remote-control"],
+    ["disable-remote-control"],
+    ["update", "--yes"],
+]
+
+
+@pytest.mark.parametrize("given_by", ["flag", "env"])
+@pytest.mark.parametrize("args", EVERY_COMMAND, ids=" ".join)
+def test_codex_home_that_is_a_file_fails_every_command(
+    home: Home, args: list[str], given_by: str
+) -> None:
+    not_a_dir = home.root / "codex-home-file"
+    not_a_dir.write_text("precious\n")
+    if given_by == "flag":
+        result = home.run("--codex-home", str(not_a_dir), *args)
+    else:
+        result = home.run(*args, env=home.env(CODEX_HOME=str(not_a_dir)))
+    assert_error(result, error_text(f"CODEX_HOME {not_a_dir} is not a directory"))
+    assert not_a_dir.read_text() == "precious\n"
+
+
+def test_codex_home_below_a_file_is_not_a_directory(home: Home) -> None:
+    below = home.root / "codex-home-file" / "h"
+    below.parent.write_text("")
+    assert_error(
+        home.run("--codex-home", str(below), "status"),
+        error_text(f"CODEX_HOME {below} is not a directory", "Not a directory (os error 20)"),
+    )
 
 
 def test_flag_home_is_where_the_server_starts(fake_home: Home) -> None:

@@ -19,6 +19,7 @@ import pytest
 
 from daemonkit import __version__
 from tests.harness import Result, is_alive
+from tests.updates import put_fake_npm_on_path
 
 if TYPE_CHECKING:
     from tests.harness import Home
@@ -158,12 +159,18 @@ BAD_SETTINGS: dict[str, tuple[str, str, str | None]] = {
     "not-json": ("not json", "failed to parse settings <settings>", ""),
     "grace-301": (
         '{"shutdownGraceSeconds": 301}',
-        "shutdown grace must be between 0 and 300 seconds",
+        (
+            "invalid settings <settings>: shutdownGraceSeconds: "
+            "shutdown grace must be between 0 and 300 seconds"
+        ),
         None,
     ),
     "unknown-channel": (
         '{"updater": {"channel": "ftp"}}',
-        'unknown updater channel ftp; expected "script" or "npm"',
+        (
+            "invalid settings <settings>: updater.channel: "
+            'unknown updater channel ftp; expected "script" or "npm"'
+        ),
         None,
     ),
 }
@@ -172,32 +179,42 @@ MORE_BAD_SETTINGS: dict[str, tuple[str, str, str | None]] = {
     "grace-true": (
         '{"shutdownGraceSeconds": true}',
         "failed to parse settings <settings>",
-        "shutdownGraceSeconds",
+        "invalid type for shutdownGraceSeconds: expected a non-negative integer",
     ),
     "grace-float": (
         '{"shutdownGraceSeconds": 60.0}',
         "failed to parse settings <settings>",
-        "shutdownGraceSeconds",
+        "invalid type for shutdownGraceSeconds: expected a non-negative integer",
     ),
     "grace-negative": (
         '{"shutdownGraceSeconds": -1}',
         "failed to parse settings <settings>",
-        "shutdownGraceSeconds",
+        "invalid type for shutdownGraceSeconds: expected a non-negative integer",
     ),
     "interval-zero": (
         '{"updater": {"updateIntervalMinutes": 0}}',
-        "update interval must be positive",
+        (
+            "invalid settings <settings>: updater.updateIntervalMinutes: "
+            "update interval must be positive"
+        ),
         None,
     ),
     "interval-negative": (
         '{"updater": {"updateIntervalMinutes": -1}}',
         "failed to parse settings <settings>",
-        "updateIntervalMinutes",
+        "invalid type for updater.updateIntervalMinutes: expected a non-negative integer",
     ),
-    "updater-not-object": ('{"updater": 5}', "failed to parse settings <settings>", "updater"),
+    "updater-not-object": (
+        '{"updater": 5}',
+        "failed to parse settings <settings>",
+        "invalid type for updater: expected an object",
+    ),
     "http-url": (
         '{"updater": {"installScriptUrl": "http://example.com/install.sh"}}',
-        "installer script URL must use https: http://example.com/install.sh",
+        (
+            "invalid settings <settings>: updater.installScriptUrl: "
+            "installer script URL must use https: http://example.com/install.sh"
+        ),
         None,
     ),
 }
@@ -216,8 +233,18 @@ def assert_settings_error(home: Home, result: Result, message: str, cause: str |
     assert len(lines) == 5, result.stderr  # exactly one (unnumbered) cause, then the newline
     assert lines[3].startswith("    ")
     assert not lines[3].startswith("    0: ")
-    assert cause in lines[3]
+    if cause:
+        assert lines[3] == f"    {cause}"  # the key a wrong type was found at (SPEC §3.6)
     assert lines[4] == ""
+
+
+def lenient_warning(home: Home, message: str) -> str:
+    """The warning stop and status give for a file strict loading rejects with ``message``."""
+    settings = home.paths.settings
+    text = message.replace("<settings>", settings)
+    if text.startswith("invalid settings "):
+        return f"ignoring {text}"  # the strict error, ignored: file, key and reason
+    return f"ignoring invalid settings {settings}: {text}"
 
 
 @pytest.mark.parametrize("command", ["start", "restart", "version"])
@@ -247,8 +274,8 @@ def test_stop_and_status_work_with_bad_settings(fake_home: Home, case: str) -> N
     text, message, cause = BAD_SETTINGS[case]
     write_settings(fake_home, text)
     settings = fake_home.paths.settings
-    reason = message.replace("<settings>", settings)
-    prefix = f"warning: ignoring invalid settings {settings}: {reason}"
+    warning = lenient_warning(fake_home, message)
+    prefix = f"warning: {warning}"
 
     status = fake_home.run("status")
     assert status.returncode == 0, status
@@ -257,7 +284,10 @@ def test_stop_and_status_work_with_bad_settings(fake_home: Home, case: str) -> N
     warnings = report["warnings"]
     assert isinstance(warnings, list)
     assert len(warnings) == 1
-    assert warnings[0].startswith(f"ignoring invalid settings {settings}: {reason}")
+    if cause is None:
+        assert warnings[0] == warning
+    else:
+        assert warnings[0].startswith(warning)
 
     stopped = fake_home.run("stop")
     assert stopped.returncode == 0, stopped  # a warning never changes the exit code
@@ -345,8 +375,24 @@ def test_missing_codex_home_is_created_0700(home: Home) -> None:
     stopped = run_with_umask(home, 0o000, "--codex-home", codex_home, "stop")
     assert stopped.returncode == 0, stopped
     assert json.loads(stopped.stdout)["status"] == "notRunning"
-    assert mode_of(codex_home) == 0o700  # SPEC §2.1, §3.1: <H> is created 0700
-    assert mode_of(os.path.join(codex_home, "app-server-daemon")) == 0o700
+    # SPEC §2.1, §3.1: <H> is created 0700, and so is every missing level above it.
+    for level in ("fresh", "fresh/h", "fresh/h/app-server-daemon"):
+        assert mode_of(os.path.join(str(home.root), level)) == 0o700, level
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o000], ids=["umask-022", "umask-000"])
+def test_npm_install_creates_every_missing_level_0700(home: Home, mask: int) -> None:
+    put_fake_npm_on_path(home, latest="2.0.0")
+    codex_home = os.path.join(str(home.root), "fresh", "h")
+    installed = run_with_umask(
+        home, mask, "--codex-home", codex_home, "install", "--channel", "npm"
+    )
+    assert installed.returncode == 0, installed
+    assert json.loads(installed.stdout)["status"] == "installed"
+    levels = ("fresh", "fresh/h", "fresh/h/packages", "fresh/h/packages/standalone")
+    modes = {level: mode_of(os.path.join(str(home.root), level)) for level in levels}
+    assert modes == dict.fromkeys(levels, 0o700)
+    assert mode_of(os.path.join(codex_home, "packages", "standalone", "releases")) == 0o700
 
 
 @pytest.mark.parametrize("command", ["status", "logs", "version"])

@@ -283,7 +283,10 @@ def test_logs_with_nothing_there_are_nulls_and_create_nothing(home: Home) -> Non
         ("20", "alpha\nbravo\ncharlie"),  # the whole file: nothing to cut
         ("19", "bravo\ncharlie"),  # starts inside "alpha\n": that partial line is dropped
         ("10", "charlie"),
-        ("1", None),  # only the final newline: empty after the cut
+        # The window lies inside the last line: its end, rather than nothing.
+        ("5", "rlie"),
+        ("2", "e"),
+        ("1", None),  # only the final newline: nothing but whitespace to show
     ],
 )
 def test_logs_bytes_cut_at_a_line_boundary(home: Home, limit: str, tail: str | None) -> None:
@@ -293,6 +296,29 @@ def test_logs_bytes_cut_at_a_line_boundary(home: Home, limit: str, tail: str | N
     assert (result.returncode, result.stderr) == (0, ""), result
     assert result.stdout == golden(
         home, LOGS, size=20, tail=tail, psize=None, ptail=None, bytes=int(limit)
+    )
+
+
+@pytest.mark.parametrize(
+    ("last_line", "tail"),
+    [
+        # The case issue 10 reports: 866 bytes, --bytes 300, a last line of 365 bytes.
+        ("y" * 365, "y" * 299),
+        # Two-byte characters with the window starting on the second byte of one:
+        # the stray byte is dropped, never shown as U+FFFD.
+        ("\u00e9" * 182, "\u00e9" * 149),
+    ],
+    ids=["ascii", "cut-inside-a-character"],
+)
+def test_logs_tail_inside_one_long_line_is_its_end(home: Home, last_line: str, tail: str) -> None:
+    os.makedirs(home.paths.state_dir, mode=0o700)
+    last = last_line.encode() + b"\n"
+    head = b"a" * (866 - len(last) - 1) + b"\n"
+    write_log(home.paths.app_server.log, head + last)
+    result = home.run("logs", "--bytes", "300")
+    assert (result.returncode, result.stderr) == (0, ""), result
+    assert result.stdout == golden(
+        home, LOGS, size=866, tail=tail, psize=None, ptail=None, bytes=300
     )
 
 

@@ -206,8 +206,16 @@ def check_loads(path: str) -> None:
     assert lenient.channel in ("script", "npm")
     try:
         strict = load_settings(path)
-    except SettingsError:
+    except SettingsError as exc:
+        failure: SettingsError | None = exc
+    else:
+        failure = None
+    if failure is not None:
         assert warnings  # a strict failure is always a lenient warning
+        # Every settings error names the file (SPEC §3.5).
+        assert failure.message.startswith(
+            (f"failed to parse settings {path}", f"invalid settings {path}: ")
+        )
         return
     assert warnings == []
     assert strict == lenient

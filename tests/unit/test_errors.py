@@ -184,3 +184,24 @@ def test_kit_errors_are_catchable_as_the_builtins_they_mix_in() -> None:
     assert isinstance(ProbeTimeoutError("m"), ConnectionError)
     assert isinstance(ProbeTimeoutError("m"), TimeoutError)
     assert str(SettingsError("failed to parse settings /p")) == "failed to parse settings /p"
+
+
+@pytest.mark.parametrize(
+    ("cause", "nothing_listens"),
+    [
+        (FileNotFoundError(errno.ENOENT, "No such file or directory"), True),
+        (ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused"), True),
+        (PermissionError(errno.EACCES, "Permission denied"), False),
+        (ConnectionResetError(errno.ECONNRESET, "Connection reset by peer"), False),
+        (ConnectionError("connection closed during upgrade"), False),
+        (TimeoutError(), False),
+        (None, False),
+    ],
+)
+def test_probe_error_knows_when_nothing_listens(
+    cause: BaseException | None, nothing_listens: bool
+) -> None:
+    # The CLI's "start it" hint after `version` rests on this (issue 10).
+    err = ProbeError("failed to connect to /s")
+    err.__cause__ = cause
+    assert err.nothing_listens is nothing_listens

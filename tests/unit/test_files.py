@@ -11,9 +11,16 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from daemonkit.errors import StateDirError, UnsafeFileError, describe_exception
+from daemonkit.errors import (
+    HomeNotDirectoryError,
+    StateDirError,
+    UnsafeFileError,
+    describe_exception,
+)
 from daemonkit.files import (
+    check_codex_home,
     ensure_state_dir,
+    make_private_dirs,
     open_state_file,
     read_state_file,
     write_atomic,
@@ -296,11 +303,91 @@ def test_write_atomic_rename_failure_keeps_old_file_and_removes_temp(tmp_path: P
 
 @pytest.mark.parametrize("mask", [0o000, 0o022, 0o077, 0o277])
 def test_state_dir_created_0700(tmp_path: Path, mask: int) -> None:
-    state = tmp_path / "h" / "app-server-daemon"
+    state = tmp_path / "a" / "h" / "app-server-daemon"
     os.umask(mask)
     ensure_state_dir(str(state))
     assert state.is_dir()
-    assert mode_of(state) == 0o700
+    for level in (tmp_path / "a", tmp_path / "a" / "h", state):
+        assert mode_of(level) == 0o700, level
+
+
+# -- check_codex_home (issue 10) --------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["missing", "directory", "symlink-to-directory"])
+def test_a_codex_home_that_is_or_can_become_a_directory_passes(tmp_path: Path, kind: str) -> None:
+    home = tmp_path / "h"
+    if kind == "directory":
+        home.mkdir()
+    elif kind == "symlink-to-directory":
+        home.symlink_to(tmp_path)
+    check_codex_home(str(home))
+    assert os.path.lexists(home) == (kind != "missing")  # the check creates nothing
+
+
+@pytest.mark.parametrize("kind", ["file", "symlink-to-file", "fifo"])
+def test_a_codex_home_that_is_not_a_directory_is_refused(tmp_path: Path, kind: str) -> None:
+    home = tmp_path / "h"
+    if kind == "file":
+        home.write_text("")
+    elif kind == "symlink-to-file":
+        (tmp_path / "f").write_text("")
+        home.symlink_to(tmp_path / "f")
+    else:
+        os.mkfifo(home)
+    with pytest.raises(HomeNotDirectoryError) as caught:
+        check_codex_home(str(home))
+    assert caught.value.message == f"CODEX_HOME {home} is not a directory"
+    assert caught.value.path == str(home)
+    assert caught.value.__cause__ is None
+
+
+def test_a_codex_home_below_a_file_is_refused_with_the_os_cause(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("")
+    home = tmp_path / "f" / "h"
+    with pytest.raises(HomeNotDirectoryError) as caught:
+        check_codex_home(str(home))
+    assert caught.value.message == f"CODEX_HOME {home} is not a directory"
+    assert describe_exception(caught.value.__cause__ or Exception()) == (
+        "Not a directory (os error 20)"
+    )
+
+
+# -- make_private_dirs (SPEC §3.1) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("mask", [0o000, 0o022, 0o277])
+def test_every_missing_level_is_created_0700(tmp_path: Path, mask: int) -> None:
+    existing = tmp_path / "e"
+    existing.mkdir()
+    existing.chmod(0o755)
+    leaf = existing / "h" / "packages" / "standalone" / "releases"
+    os.umask(mask)
+    make_private_dirs(str(leaf))
+    assert mode_of(existing) == 0o755  # not created here: left as it was
+    for level in (leaf, *list(leaf.parents)[:3]):
+        assert mode_of(level) == 0o700, level
+
+
+def test_existing_path_is_left_alone(tmp_path: Path) -> None:
+    leaf = tmp_path / "d"
+    leaf.mkdir()
+    leaf.chmod(0o751)
+    make_private_dirs(str(leaf))
+    assert mode_of(leaf) == 0o751
+
+
+def test_nothing_is_created_through_a_dangling_symlink(tmp_path: Path) -> None:
+    (tmp_path / "link").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(FileNotFoundError):
+        make_private_dirs(str(tmp_path / "link" / "h"))
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_a_file_in_the_way_is_not_a_directory(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("")
+    with pytest.raises(NotADirectoryError):
+        make_private_dirs(str(tmp_path / "f" / "h"))
 
 
 @pytest.mark.parametrize("loose", [0o755, 0o750, 0o707, 0o777, 0o701])

@@ -58,6 +58,11 @@ def strict_error(path: str, data: str | bytes) -> SettingsError:
     return caught.value
 
 
+def invalid(path: str, key: str, reason: str) -> str:
+    """A validation error's text: the file, the (dotted) key, then the spec's reason."""
+    return f"invalid settings {path}: {key}: {reason}"
+
+
 def parse_cause(err: SettingsError, path: str) -> str:
     """Assert ``err`` is the parse error for ``path`` and return its cause's text."""
     assert err.message == f"failed to parse settings {path}"
@@ -185,7 +190,9 @@ def test_allowed_installer_urls(settings_path: str, url: str) -> None:
 )
 def test_refused_installer_urls(settings_path: str, url: str) -> None:
     err = strict_error(settings_path, json.dumps({"updater": {"installScriptUrl": url}}))
-    assert err.message == f"installer script URL must use https: {url}"
+    assert err.message == invalid(
+        settings_path, "updater.installScriptUrl", f"installer script URL must use https: {url}"
+    )
     assert err.__cause__ is None
 
 
@@ -209,34 +216,40 @@ def test_not_an_object_is_a_parse_error(settings_path: str, data: str) -> None:
     assert parse_cause(err, settings_path)  # a cause is always given
 
 
+BOOLEAN = "expected a boolean"
+UINT = "expected a non-negative integer"
+STRING = "expected a string"
+
+
 @pytest.mark.parametrize(
-    ("data", "key"),
+    ("data", "key", "expected"),
     [
-        ({"remoteControlEnabled": "yes"}, "remoteControlEnabled"),
-        ({"remoteControlEnabled": 1}, "remoteControlEnabled"),
-        ({"remoteControlEnabled": None}, "remoteControlEnabled"),
-        ({"shutdownGraceSeconds": "60"}, "shutdownGraceSeconds"),
-        ({"shutdownGraceSeconds": 60.0}, "shutdownGraceSeconds"),
-        ({"shutdownGraceSeconds": 1.5}, "shutdownGraceSeconds"),
-        ({"shutdownGraceSeconds": True}, "shutdownGraceSeconds"),
-        ({"shutdownGraceSeconds": False}, "shutdownGraceSeconds"),
-        ({"shutdownGraceSeconds": -1}, "shutdownGraceSeconds"),
-        ({"updater": []}, "updater"),
-        ({"updater": "npm"}, "updater"),
-        ({"updater": {"autoUpdateEnabled": "false"}}, "autoUpdateEnabled"),
-        ({"updater": {"updateIntervalMinutes": -1}}, "updateIntervalMinutes"),
-        ({"updater": {"updateIntervalMinutes": 60.0}}, "updateIntervalMinutes"),
-        ({"updater": {"updateIntervalMinutes": True}}, "updateIntervalMinutes"),
-        ({"updater": {"channel": 1}}, "channel"),
-        ({"updater": {"channel": ["npm"]}}, "channel"),
-        ({"updater": {"installScriptUrl": 5}}, "installScriptUrl"),
+        ({"remoteControlEnabled": "yes"}, "remoteControlEnabled", BOOLEAN),
+        ({"remoteControlEnabled": 1}, "remoteControlEnabled", BOOLEAN),
+        ({"remoteControlEnabled": None}, "remoteControlEnabled", BOOLEAN),
+        ({"shutdownGraceSeconds": "60"}, "shutdownGraceSeconds", UINT),
+        ({"shutdownGraceSeconds": 60.0}, "shutdownGraceSeconds", UINT),
+        ({"shutdownGraceSeconds": 1.5}, "shutdownGraceSeconds", UINT),
+        ({"shutdownGraceSeconds": True}, "shutdownGraceSeconds", UINT),
+        ({"shutdownGraceSeconds": False}, "shutdownGraceSeconds", UINT),
+        ({"shutdownGraceSeconds": -1}, "shutdownGraceSeconds", UINT),
+        ({"updater": []}, "updater", "expected an object"),
+        ({"updater": "npm"}, "updater", "expected an object"),
+        ({"updater": {"autoUpdateEnabled": "false"}}, "updater.autoUpdateEnabled", BOOLEAN),
+        ({"updater": {"updateIntervalMinutes": -1}}, "updater.updateIntervalMinutes", UINT),
+        ({"updater": {"updateIntervalMinutes": 60.0}}, "updater.updateIntervalMinutes", UINT),
+        ({"updater": {"updateIntervalMinutes": True}}, "updater.updateIntervalMinutes", UINT),
+        ({"updater": {"channel": 1}}, "updater.channel", STRING),
+        ({"updater": {"channel": ["npm"]}}, "updater.channel", STRING),
+        ({"updater": {"installScriptUrl": 5}}, "updater.installScriptUrl", STRING),
     ],
 )
-def test_wrong_types_are_parse_errors_naming_the_key(
-    settings_path: str, data: dict[str, object], key: str
+def test_wrong_types_are_parse_errors_naming_the_file_and_key(
+    settings_path: str, data: dict[str, object], key: str, expected: str
 ) -> None:
+    # SPEC §3.6: the message names the file, its cause the (dotted) key.
     err = strict_error(settings_path, json.dumps(data))
-    assert key in parse_cause(err, settings_path)
+    assert parse_cause(err, settings_path) == f"invalid type for {key}: {expected}"
 
 
 def test_non_finite_numbers_are_parse_errors(settings_path: str) -> None:
@@ -266,19 +279,32 @@ def test_parse_error_renders_with_the_key_in_the_cause(settings_path: str) -> No
 
 def test_grace_301_is_out_of_range(settings_path: str) -> None:
     err = strict_error(settings_path, '{"shutdownGraceSeconds": 301}')
-    assert err.message == "shutdown grace must be between 0 and 300 seconds"
-    assert render_error(err) == "Error: shutdown grace must be between 0 and 300 seconds"
+    assert err.message == (
+        f"invalid settings {settings_path}: shutdownGraceSeconds: "
+        "shutdown grace must be between 0 and 300 seconds"
+    )
+    assert render_error(err) == (
+        f"Error: invalid settings {settings_path}: shutdownGraceSeconds: "
+        "shutdown grace must be between 0 and 300 seconds"
+    )
 
 
 def test_interval_zero_is_not_positive(settings_path: str) -> None:
     err = strict_error(settings_path, '{"updater": {"updateIntervalMinutes": 0}}')
-    assert err.message == "update interval must be positive"
+    assert err.message == (
+        f"invalid settings {settings_path}: updater.updateIntervalMinutes: "
+        "update interval must be positive"
+    )
     assert err.__cause__ is None
 
 
 def test_unknown_channel(settings_path: str) -> None:
     err = strict_error(settings_path, '{"updater": {"channel": "pip"}}')
-    assert err.message == 'unknown updater channel pip; expected "script" or "npm"'
+    assert err.message == (
+        f"invalid settings {settings_path}: updater.channel: "
+        'unknown updater channel pip; expected "script" or "npm"'
+    )
+    assert err.__cause__ is None
 
 
 def test_validation_order(settings_path: str) -> None:
@@ -291,10 +317,22 @@ def test_validation_order(settings_path: str) -> None:
         },
     }
     expected = [
-        "shutdown grace must be between 0 and 300 seconds",
-        "update interval must be positive",
-        'unknown updater channel pip; expected "script" or "npm"',
-        "installer script URL must use https: http://example.com/i.sh",
+        invalid(
+            settings_path,
+            "shutdownGraceSeconds",
+            "shutdown grace must be between 0 and 300 seconds",
+        ),
+        invalid(settings_path, "updater.updateIntervalMinutes", "update interval must be positive"),
+        invalid(
+            settings_path,
+            "updater.channel",
+            'unknown updater channel pip; expected "script" or "npm"',
+        ),
+        invalid(
+            settings_path,
+            "updater.installScriptUrl",
+            "installer script URL must use https: http://example.com/i.sh",
+        ),
     ]
     updater = bad["updater"]
     assert isinstance(updater, dict)
@@ -314,7 +352,7 @@ def test_type_errors_come_before_validation_errors(settings_path: str) -> None:
     err = strict_error(
         settings_path, '{"shutdownGraceSeconds": 301, "updater": {"channel": false}}'
     )
-    assert "channel" in parse_cause(err, settings_path)
+    assert parse_cause(err, settings_path) == "invalid type for updater.channel: expected a string"
 
 
 # -- refused files ----------------------------------------------------------------------
@@ -403,13 +441,29 @@ def test_lenient_unparseable_file_gives_defaults(settings_path: str, data: bytes
 @pytest.mark.parametrize(
     ("data", "grace", "reason"),
     [
-        ({"shutdownGraceSeconds": 301}, 60, "shutdown grace must be between 0 and 300 seconds"),
-        ({"shutdownGraceSeconds": -1}, 60, "shutdownGraceSeconds"),
-        ({"shutdownGraceSeconds": 60.0}, 60, "shutdownGraceSeconds"),
-        ({"shutdownGraceSeconds": True}, 60, "shutdownGraceSeconds"),
-        ({"shutdownGraceSeconds": 7, "remoteControlEnabled": "x"}, 7, "remoteControlEnabled"),
-        ({"shutdownGraceSeconds": 0, "updater": {"channel": "pip"}}, 0, "pip"),
-        ({"shutdownGraceSeconds": 300, "updater": []}, 300, "updater"),
+        (
+            {"shutdownGraceSeconds": 301},
+            60,
+            "shutdownGraceSeconds: shutdown grace must be between 0 and 300 seconds",
+        ),
+        ({"shutdownGraceSeconds": -1}, 60, f"invalid type for shutdownGraceSeconds: {UINT}"),
+        ({"shutdownGraceSeconds": 60.0}, 60, f"invalid type for shutdownGraceSeconds: {UINT}"),
+        ({"shutdownGraceSeconds": True}, 60, f"invalid type for shutdownGraceSeconds: {UINT}"),
+        (
+            {"shutdownGraceSeconds": 7, "remoteControlEnabled": "x"},
+            7,
+            f"invalid type for remoteControlEnabled: {BOOLEAN}",
+        ),
+        (
+            {"shutdownGraceSeconds": 0, "updater": {"channel": "pip"}},
+            0,
+            'updater.channel: unknown updater channel pip; expected "script" or "npm"',
+        ),
+        (
+            {"shutdownGraceSeconds": 300, "updater": []},
+            300,
+            "invalid type for updater: expected an object",
+        ),
     ],
 )
 def test_lenient_keeps_good_keys_and_warns_about_bad_ones(
@@ -418,22 +472,15 @@ def test_lenient_keeps_good_keys_and_warns_about_bad_ones(
     write(settings_path, json.dumps(data))
     settings, warnings = load_settings_leniently(settings_path)
     assert settings.shutdown_grace_s == grace
-    assert len(warnings) == 1
-    prefix = f"ignoring invalid settings {settings_path}: "
-    assert warnings[0].startswith(prefix)
-    assert reason in warnings[0].removeprefix(prefix)
+    assert warnings == [f"ignoring invalid settings {settings_path}: {reason}"]
 
 
-def test_lenient_exact_warning_for_out_of_range_grace(settings_path: str) -> None:
+def test_lenient_warning_is_the_strict_error_ignored(settings_path: str) -> None:
     write(settings_path, '{"shutdownGraceSeconds": 301}')
-    assert load_settings_leniently(settings_path) == (
-        DEFAULTS,
-        [
-            (
-                f"ignoring invalid settings {settings_path}: "
-                "shutdown grace must be between 0 and 300 seconds"
-            )
-        ],
+    strict = strict_error(settings_path, '{"shutdownGraceSeconds": 301}')
+    assert load_settings_leniently(settings_path) == (DEFAULTS, [f"ignoring {strict.message}"])
+    assert strict.message == invalid(
+        settings_path, "shutdownGraceSeconds", "shutdown grace must be between 0 and 300 seconds"
     )
 
 
@@ -455,8 +502,13 @@ def test_lenient_reports_every_problem(settings_path: str) -> None:
     )
     settings, warnings = load_settings_leniently(settings_path)
     assert settings == Settings(remote_control_enabled=True, auto_update_enabled=False)
-    assert len(warnings) == 4
-    assert all(w.startswith(f"ignoring invalid settings {settings_path}: ") for w in warnings)
+    prefix = f"ignoring invalid settings {settings_path}: "
+    assert warnings == [
+        f"{prefix}shutdownGraceSeconds: shutdown grace must be between 0 and 300 seconds",
+        f"{prefix}updater.updateIntervalMinutes: update interval must be positive",
+        f'{prefix}updater.channel: unknown updater channel pip; expected "script" or "npm"',
+        f"{prefix}updater.installScriptUrl: installer script URL must use https: http://example.com/",
+    ]
 
 
 # -- merge-preserving write (SPEC §3.7) -------------------------------------------------
