@@ -4,9 +4,9 @@ Every key is optional and unknown keys are kept (SPEC §3.5). Strict loading tur
 first problem into a ``SettingsError``; lenient loading (stop, status) falls back to the
 default of each key that fails and reports the problem as a warning (SPEC §3.6). Every
 problem names the file and the (dotted) key: a wrong type is ``failed to parse settings
-<path>`` caused by ``invalid type for <key>: ...``; an invalid value is ``invalid
-settings <path>: <key>: <reason>``, the spec's reason kept verbatim, and the lenient
-warning is that same text prefixed with ``ignoring``.
+<path>`` caused by ``invalid type for <key>: ...``; an invalid value is ``invalid value
+for <key> in <path>: <reason>`` (SPEC §3.5), and the lenient warning ``ignoring invalid
+settings <path>: invalid value for <key>: <reason>`` (SPEC §2.7's shape).
 """
 
 from __future__ import annotations
@@ -80,17 +80,17 @@ class _Problems(Value):
     """Problems found while parsing, in the order strict loading reports them.
 
     ``parse`` holds wrong types (each text names its key); ``validate`` holds invalid
-    values as ``<key>: <reason>``.
+    values as ``(key, reason)``.
     """
 
     __slots__ = ("parse", "validate")
 
-    def __init__(self, *, parse: list[str], validate: list[str]) -> None:
+    def __init__(self, *, parse: list[str], validate: list[tuple[str, str]]) -> None:
         self.parse: Final = parse
         self.validate: Final = validate
 
     def invalid(self, where: str, reason: str) -> None:
-        self.validate.append(f"{where}: {reason}")
+        self.validate.append((where, reason))
 
 
 def _json_object(raw: bytes, path: str) -> dict[str, object]:
@@ -153,7 +153,7 @@ def _parse(obj: dict[str, object]) -> tuple[Settings, _Problems]:
     remote = _get_bool(obj, "remoteControlEnabled", False, "remoteControlEnabled", p)
     grace = _get_uint(obj, "shutdownGraceSeconds", DEFAULT_GRACE_S, "shutdownGraceSeconds", p)
     if grace > MAX_GRACE_S:
-        p.invalid("shutdownGraceSeconds", "shutdown grace must be between 0 and 300 seconds")
+        p.invalid("shutdownGraceSeconds", "must be between 0 and 300 seconds")
         grace = DEFAULT_GRACE_S
     updater = obj.get("updater", {})
     if not isinstance(updater, dict):
@@ -168,7 +168,7 @@ def _parse(obj: dict[str, object]) -> tuple[Settings, _Problems]:
         p,
     )
     if interval == 0:
-        p.invalid("updater.updateIntervalMinutes", "update interval must be positive")
+        p.invalid("updater.updateIntervalMinutes", "must be positive")
         interval = DEFAULT_INTERVAL_MINUTES
     channel_value = updater.get("channel", "script")
     channel: Channel = defaults.channel
@@ -177,10 +177,7 @@ def _parse(obj: dict[str, object]) -> tuple[Settings, _Problems]:
     elif channel_value in ("script", "npm"):
         channel = "npm" if channel_value == "npm" else "script"
     else:
-        p.invalid(
-            "updater.channel",
-            f'unknown updater channel {channel_value}; expected "script" or "npm"',
-        )
+        p.invalid("updater.channel", f'must be "script" or "npm", not {json.dumps(channel_value)}')
     url_value = updater.get("installScriptUrl", DEFAULT_SCRIPT_URL)
     url = DEFAULT_SCRIPT_URL
     if not isinstance(url_value, str):
@@ -188,7 +185,7 @@ def _parse(obj: dict[str, object]) -> tuple[Settings, _Problems]:
     elif url_value == DEFAULT_SCRIPT_URL or _is_allowed_url(url_value):
         url = url_value
     else:
-        p.invalid("updater.installScriptUrl", f"installer script URL must use https: {url_value}")
+        p.invalid("updater.installScriptUrl", f"must use https: {url_value}")
     settings = Settings(
         remote_control_enabled=remote,
         shutdown_grace_s=grace,
@@ -219,7 +216,8 @@ def load_settings(path: str) -> Settings:
     if problems.parse:
         raise SettingsError(f"failed to parse settings {path}") from ValueError(problems.parse[0])
     if problems.validate:
-        raise SettingsError(f"invalid settings {path}: {problems.validate[0]}")
+        key, reason = problems.validate[0]
+        raise SettingsError(f"invalid value for {key} in {path}: {reason}")
     return settings
 
 
@@ -238,7 +236,10 @@ def load_settings_leniently(path: str) -> tuple[Settings, list[str]]:
     settings, problems = _parse(obj)
     warnings = [
         f"ignoring invalid settings {path}: {reason}"
-        for reason in (*problems.parse, *problems.validate)
+        for reason in (
+            *problems.parse,
+            *(f"invalid value for {key}: {why}" for key, why in problems.validate),
+        )
     ]
     return settings, warnings
 

@@ -159,18 +159,12 @@ BAD_SETTINGS: dict[str, tuple[str, str, str | None]] = {
     "not-json": ("not json", "failed to parse settings <settings>", ""),
     "grace-301": (
         '{"shutdownGraceSeconds": 301}',
-        (
-            "invalid settings <settings>: shutdownGraceSeconds: "
-            "shutdown grace must be between 0 and 300 seconds"
-        ),
+        ("invalid value for shutdownGraceSeconds in <settings>: must be between 0 and 300 seconds"),
         None,
     ),
     "unknown-channel": (
         '{"updater": {"channel": "ftp"}}',
-        (
-            "invalid settings <settings>: updater.channel: "
-            'unknown updater channel ftp; expected "script" or "npm"'
-        ),
+        ('invalid value for updater.channel in <settings>: must be "script" or "npm", not "ftp"'),
         None,
     ),
 }
@@ -193,10 +187,7 @@ MORE_BAD_SETTINGS: dict[str, tuple[str, str, str | None]] = {
     ),
     "interval-zero": (
         '{"updater": {"updateIntervalMinutes": 0}}',
-        (
-            "invalid settings <settings>: updater.updateIntervalMinutes: "
-            "update interval must be positive"
-        ),
+        ("invalid value for updater.updateIntervalMinutes in <settings>: must be positive"),
         None,
     ),
     "interval-negative": (
@@ -212,8 +203,8 @@ MORE_BAD_SETTINGS: dict[str, tuple[str, str, str | None]] = {
     "http-url": (
         '{"updater": {"installScriptUrl": "http://example.com/install.sh"}}',
         (
-            "invalid settings <settings>: updater.installScriptUrl: "
-            "installer script URL must use https: http://example.com/install.sh"
+            "invalid value for updater.installScriptUrl in <settings>: "
+            "must use https: http://example.com/install.sh"
         ),
         None,
     ),
@@ -242,8 +233,10 @@ def lenient_warning(home: Home, message: str) -> str:
     """The warning stop and status give for a file strict loading rejects with ``message``."""
     settings = home.paths.settings
     text = message.replace("<settings>", settings)
-    if text.startswith("invalid settings "):
-        return f"ignoring {text}"  # the strict error, ignored: file, key and reason
+    if text.startswith("invalid value for "):
+        # The strict error, ignored: the file first, then the key and the reason.
+        key, _, reason = text.removeprefix("invalid value for ").partition(f" in {settings}: ")
+        return f"ignoring invalid settings {settings}: invalid value for {key}: {reason}"
     return f"ignoring invalid settings {settings}: {text}"
 
 

@@ -213,8 +213,8 @@ def check_loads(path: str) -> None:
     if failure is not None:
         assert warnings  # a strict failure is always a lenient warning
         # Every settings error names the file (SPEC §3.5).
-        assert failure.message.startswith(
-            (f"failed to parse settings {path}", f"invalid settings {path}: ")
+        assert failure.message.startswith(f"failed to parse settings {path}") or (
+            failure.message.startswith("invalid value for ") and f" in {path}: " in failure.message
         )
         return
     assert warnings == []

@@ -60,7 +60,7 @@ def strict_error(path: str, data: str | bytes) -> SettingsError:
 
 def invalid(path: str, key: str, reason: str) -> str:
     """A validation error's text: the file, the (dotted) key, then the spec's reason."""
-    return f"invalid settings {path}: {key}: {reason}"
+    return f"invalid value for {key} in {path}: {reason}"
 
 
 def parse_cause(err: SettingsError, path: str) -> str:
@@ -191,7 +191,7 @@ def test_allowed_installer_urls(settings_path: str, url: str) -> None:
 def test_refused_installer_urls(settings_path: str, url: str) -> None:
     err = strict_error(settings_path, json.dumps({"updater": {"installScriptUrl": url}}))
     assert err.message == invalid(
-        settings_path, "updater.installScriptUrl", f"installer script URL must use https: {url}"
+        settings_path, "updater.installScriptUrl", f"must use https: {url}"
     )
     assert err.__cause__ is None
 
@@ -280,20 +280,19 @@ def test_parse_error_renders_with_the_key_in_the_cause(settings_path: str) -> No
 def test_grace_301_is_out_of_range(settings_path: str) -> None:
     err = strict_error(settings_path, '{"shutdownGraceSeconds": 301}')
     assert err.message == (
-        f"invalid settings {settings_path}: shutdownGraceSeconds: "
-        "shutdown grace must be between 0 and 300 seconds"
+        f"invalid value for shutdownGraceSeconds in {settings_path}: "
+        "must be between 0 and 300 seconds"
     )
     assert render_error(err) == (
-        f"Error: invalid settings {settings_path}: shutdownGraceSeconds: "
-        "shutdown grace must be between 0 and 300 seconds"
+        f"Error: invalid value for shutdownGraceSeconds in {settings_path}: "
+        "must be between 0 and 300 seconds"
     )
 
 
 def test_interval_zero_is_not_positive(settings_path: str) -> None:
     err = strict_error(settings_path, '{"updater": {"updateIntervalMinutes": 0}}')
     assert err.message == (
-        f"invalid settings {settings_path}: updater.updateIntervalMinutes: "
-        "update interval must be positive"
+        f"invalid value for updater.updateIntervalMinutes in {settings_path}: must be positive"
     )
     assert err.__cause__ is None
 
@@ -301,8 +300,8 @@ def test_interval_zero_is_not_positive(settings_path: str) -> None:
 def test_unknown_channel(settings_path: str) -> None:
     err = strict_error(settings_path, '{"updater": {"channel": "pip"}}')
     assert err.message == (
-        f"invalid settings {settings_path}: updater.channel: "
-        'unknown updater channel pip; expected "script" or "npm"'
+        f"invalid value for updater.channel in {settings_path}: "
+        'must be "script" or "npm", not "pip"'
     )
     assert err.__cause__ is None
 
@@ -320,18 +319,18 @@ def test_validation_order(settings_path: str) -> None:
         invalid(
             settings_path,
             "shutdownGraceSeconds",
-            "shutdown grace must be between 0 and 300 seconds",
+            "must be between 0 and 300 seconds",
         ),
-        invalid(settings_path, "updater.updateIntervalMinutes", "update interval must be positive"),
+        invalid(settings_path, "updater.updateIntervalMinutes", "must be positive"),
         invalid(
             settings_path,
             "updater.channel",
-            'unknown updater channel pip; expected "script" or "npm"',
+            'must be "script" or "npm", not "pip"',
         ),
         invalid(
             settings_path,
             "updater.installScriptUrl",
-            "installer script URL must use https: http://example.com/i.sh",
+            "must use https: http://example.com/i.sh",
         ),
     ]
     updater = bad["updater"]
@@ -444,7 +443,7 @@ def test_lenient_unparseable_file_gives_defaults(settings_path: str, data: bytes
         (
             {"shutdownGraceSeconds": 301},
             60,
-            "shutdownGraceSeconds: shutdown grace must be between 0 and 300 seconds",
+            "invalid value for shutdownGraceSeconds: must be between 0 and 300 seconds",
         ),
         ({"shutdownGraceSeconds": -1}, 60, f"invalid type for shutdownGraceSeconds: {UINT}"),
         ({"shutdownGraceSeconds": 60.0}, 60, f"invalid type for shutdownGraceSeconds: {UINT}"),
@@ -457,7 +456,7 @@ def test_lenient_unparseable_file_gives_defaults(settings_path: str, data: bytes
         (
             {"shutdownGraceSeconds": 0, "updater": {"channel": "pip"}},
             0,
-            'updater.channel: unknown updater channel pip; expected "script" or "npm"',
+            'invalid value for updater.channel: must be "script" or "npm", not "pip"',
         ),
         (
             {"shutdownGraceSeconds": 300, "updater": []},
@@ -475,12 +474,20 @@ def test_lenient_keeps_good_keys_and_warns_about_bad_ones(
     assert warnings == [f"ignoring invalid settings {settings_path}: {reason}"]
 
 
-def test_lenient_warning_is_the_strict_error_ignored(settings_path: str) -> None:
+def test_lenient_warning_names_the_file_and_key_of_the_strict_error(settings_path: str) -> None:
     write(settings_path, '{"shutdownGraceSeconds": 301}')
     strict = strict_error(settings_path, '{"shutdownGraceSeconds": 301}')
-    assert load_settings_leniently(settings_path) == (DEFAULTS, [f"ignoring {strict.message}"])
     assert strict.message == invalid(
-        settings_path, "shutdownGraceSeconds", "shutdown grace must be between 0 and 300 seconds"
+        settings_path, "shutdownGraceSeconds", "must be between 0 and 300 seconds"
+    )
+    assert load_settings_leniently(settings_path) == (
+        DEFAULTS,
+        [
+            (
+                f"ignoring invalid settings {settings_path}: "
+                "invalid value for shutdownGraceSeconds: must be between 0 and 300 seconds"
+            )
+        ],
     )
 
 
@@ -504,10 +511,10 @@ def test_lenient_reports_every_problem(settings_path: str) -> None:
     assert settings == Settings(remote_control_enabled=True, auto_update_enabled=False)
     prefix = f"ignoring invalid settings {settings_path}: "
     assert warnings == [
-        f"{prefix}shutdownGraceSeconds: shutdown grace must be between 0 and 300 seconds",
-        f"{prefix}updater.updateIntervalMinutes: update interval must be positive",
-        f'{prefix}updater.channel: unknown updater channel pip; expected "script" or "npm"',
-        f"{prefix}updater.installScriptUrl: installer script URL must use https: http://example.com/",
+        f"{prefix}invalid value for shutdownGraceSeconds: must be between 0 and 300 seconds",
+        f"{prefix}invalid value for updater.updateIntervalMinutes: must be positive",
+        f'{prefix}invalid value for updater.channel: must be "script" or "npm", not "pip"',
+        f"{prefix}invalid value for updater.installScriptUrl: must use https: http://example.com/",
     ]
 
 
