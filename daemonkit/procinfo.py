@@ -11,6 +11,7 @@ import os
 import time
 from functools import cache
 
+from daemonkit.paths import ProcessKind
 from daemonkit.pidrecord import LinuxIdentity, PidRecord
 from daemonkit.value import Value
 
@@ -180,6 +181,12 @@ def read_command(pid: int) -> ProcessCommand | None:
     return ProcessCommand(argv=tuple(os.fsdecode(arg) for arg in args.split(b"\0")), exe=exe)
 
 
+def _resolver(pid: int) -> Callable[[str], str]:
+    """realpath as ``pid`` sees it: a relative path is relative to its cwd."""
+    cwd = f"/proc/{pid}/cwd"
+    return lambda path: os.path.realpath(os.path.join(cwd, path))
+
+
 def _runs_argv0(argv: Sequence[str], exe: str, realpath: Callable[[str], str]) -> bool:
     """True if argv[0] names the running executable ``exe``.
 
@@ -255,8 +262,34 @@ def is_updater(argv: Sequence[str], exe: str, realpath: Callable[[str], str]) ->
     return _runs_argv0(argv, exe, realpath) and _is_kit_updater(argv)
 
 
-def record_matches(record: PidRecord, snapshot: ProcessSnapshot | None) -> bool:
-    """True iff ``record`` names the live process ``snapshot`` describes (SPEC §4.3)."""
+def _is_of_kind(snapshot: ProcessSnapshot, kind: ProcessKind) -> bool:
+    """True iff /proc shows the process ``snapshot`` describes running as ``kind``."""
+    command = read_command(snapshot.pid)
+    # The command must belong to the snapshot's process, not to one that reused the
+    # pid in between: the same start ticks after the read prove it.
+    if command is None or start_ticks(snapshot.pid) != snapshot.identity.start_ticks:
+        return False
+    realpath = _resolver(snapshot.pid)
+    match kind:
+        case ProcessKind.APP_SERVER:
+            return is_codex_app_server(command.argv, command.exe, realpath)
+        case ProcessKind.UPDATER:
+            return is_updater(command.argv, command.exe, realpath)
+
+
+def record_matches(
+    record: PidRecord,
+    snapshot: ProcessSnapshot | None,
+    *,
+    kind: ProcessKind = ProcessKind.APP_SERVER,
+) -> bool:
+    """True iff ``record`` names the live process ``snapshot`` describes (SPEC §4.3).
+
+    A legacy record (no ``processIdentity``) names a process by its start time to
+    the second, which an unrelated process can share: it also needs the process to
+    be of ``kind``, read from /proc. ``kind`` defaults to the app-server: the Rust
+    dedicated layout's ``daemon.pid`` names one too.
+    """
     if record.pid <= 1 or record.pid == os.getpid():
         return False
     identity = record.identity
@@ -269,9 +302,13 @@ def record_matches(record: PidRecord, snapshot: ProcessSnapshot | None) -> bool:
         return identity == snapshot.identity
     if identity is not None:
         return False  # a macOS identity never matches a Linux process
-    if record.process_start_time.strip() == snapshot.lstart:
+    return _start_time_matches(record.process_start_time, snapshot) and _is_of_kind(snapshot, kind)
+
+
+def _start_time_matches(recorded: str, snapshot: ProcessSnapshot) -> bool:
+    if recorded.strip() == snapshot.lstart:
         return True
-    recorded = parse_lstart(record.process_start_time)
+    epoch_s = parse_lstart(recorded)
     # WSL2 re-derives the clock, so ps and /proc may disagree by a second or two
     # (upstream issue #44037).
-    return recorded is not None and abs(recorded - snapshot.start_epoch_s) <= LEGACY_TOLERANCE_S
+    return epoch_s is not None and abs(epoch_s - snapshot.start_epoch_s) <= LEGACY_TOLERANCE_S

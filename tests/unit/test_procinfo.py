@@ -1,6 +1,7 @@
 """/proc identity: the lstart rendering against ps, what a process runs, and record matching.
 
-SPEC §4.2 (processStartTime must equal ``ps -o lstart=``), §4.3 (identity match),
+SPEC §4.2 (processStartTime must equal ``ps -o lstart=``), §4.3 (identity match; a legacy
+record names a process of its kind),
 §13.1 row 4 (locale independence), §13.5 rows 18-20.
 """
 
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from daemonkit.paths import ProcessKind
 from daemonkit.pidrecord import LinuxIdentity, MacIdentity, PidRecord
 from daemonkit.procinfo import (
     ProcessCommand,
@@ -314,28 +316,51 @@ def legacy(snapshot: ProcessSnapshot, start_time: str) -> PidRecord:
     return PidRecord(pid=snapshot.pid, process_start_time=start_time)
 
 
-def test_legacy_record_with_exact_lstart_matches(sleeper: ProcessSnapshot) -> None:
-    assert record_matches(legacy(sleeper, ps_lstart(sleeper.pid)), sleeper)
-    assert record_matches(legacy(sleeper, f"  {sleeper.lstart}\n"), sleeper)
+def test_legacy_record_with_exact_lstart_matches(app_server: ProcessSnapshot) -> None:
+    assert record_matches(legacy(app_server, ps_lstart(app_server.pid)), app_server)
+    assert record_matches(legacy(app_server, f"  {app_server.lstart}\n"), app_server)
 
 
 @pytest.mark.parametrize("drift", [-2, -1, 1, 2])
-def test_legacy_record_within_two_seconds_matches(sleeper: ProcessSnapshot, drift: int) -> None:
-    assert record_matches(legacy(sleeper, format_lstart(sleeper.start_epoch_s + drift)), sleeper)
+def test_legacy_record_within_two_seconds_matches(app_server: ProcessSnapshot, drift: int) -> None:
+    record = legacy(app_server, format_lstart(app_server.start_epoch_s + drift))
+    assert record_matches(record, app_server)
 
 
 @pytest.mark.parametrize("drift", [-5, -3, 3, 5, 3600])
-def test_legacy_record_further_off_does_not_match(sleeper: ProcessSnapshot, drift: int) -> None:
-    assert not record_matches(
-        legacy(sleeper, format_lstart(sleeper.start_epoch_s + drift)), sleeper
-    )
+def test_legacy_record_further_off_does_not_match(app_server: ProcessSnapshot, drift: int) -> None:
+    record = legacy(app_server, format_lstart(app_server.start_epoch_s + drift))
+    assert not record_matches(record, app_server)
 
 
 @pytest.mark.parametrize("text", ["", "garbage", "Di Nov 24 03:00:41 2026"])
 def test_legacy_record_with_unparseable_time_does_not_match(
-    sleeper: ProcessSnapshot, text: str
+    app_server: ProcessSnapshot, text: str
 ) -> None:
-    assert not record_matches(legacy(sleeper, text), sleeper)
+    assert not record_matches(legacy(app_server, text), app_server)
+
+
+@pytest.mark.parametrize("kind", list(ProcessKind))
+def test_legacy_record_of_a_process_of_another_kind_does_not_match(
+    sleeper: ProcessSnapshot, kind: ProcessKind
+) -> None:
+    # The start time matches exactly, but a `sleep` is neither an app-server nor an
+    # updater: a start second is no identity (SPEC §4.3).
+    assert not record_matches(legacy(sleeper, ps_lstart(sleeper.pid)), sleeper, kind=kind)
+
+
+def test_legacy_record_of_an_app_server_is_no_updater_record(app_server: ProcessSnapshot) -> None:
+    record = legacy(app_server, app_server.lstart)
+    assert record_matches(record, app_server, kind=ProcessKind.APP_SERVER)
+    assert not record_matches(record, app_server, kind=ProcessKind.UPDATER)
+
+
+@pytest.mark.parametrize("kind", list(ProcessKind))
+def test_record_with_process_identity_needs_no_kind(
+    sleeper: ProcessSnapshot, kind: ProcessKind
+) -> None:
+    # boot id + start ticks name one process exactly; its kind adds nothing.
+    assert record_matches(native_record(sleeper), sleeper, kind=kind)
 
 
 def test_legacy_record_of_dead_process_does_not_match(home: Home) -> None:
