@@ -197,11 +197,13 @@ def stop_recorded(paths: PidPaths, grace_s: float, *, group: bool, what: str) ->
         if not isinstance(state, Running):
             return False
         record = state.record
-        if not record_matches(record, inspect_process(record.pid)):
+        if not record_matches(record, inspect_process(record.pid), kind=paths.kind):
             remove_record_if_unchanged(paths, state.raw)
             continue
         handle = ProcessHandle.bind(record.pid)
-        if handle is None or not record_matches(record, inspect_process(record.pid)):
+        if handle is None or not record_matches(
+            record, inspect_process(record.pid), kind=paths.kind
+        ):
             # Gone between the check and the bind: the record is stale now.
             if handle is not None:
                 handle.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pwd
+from enum import Enum, auto
 
 from daemonkit.errors import HomeError
 from daemonkit.value import Value
@@ -13,7 +14,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Final
 
-__all__ = ["DaemonPaths", "PidPaths", "resolve_codex_home"]
+__all__ = ["DaemonPaths", "PidPaths", "ProcessKind", "resolve_codex_home"]
 
 STATE_DIR_NAME = "app-server-daemon"
 SOCKET_RELATIVE = ("app-server-control", "app-server-control.sock")
@@ -48,12 +49,26 @@ def _passwd_home() -> str | None:
         return None
 
 
+class ProcessKind(Enum):
+    """The kind of process a pid record names.
+
+    A legacy record (no ``processIdentity``) matches only a process of its kind: a
+    start time to the second is no identity (SPEC §4.3).
+    """
+
+    APP_SERVER = auto()
+    UPDATER = auto()
+
+
 class PidPaths(Value):
-    """The files that belong to one managed process (SPEC §4.1)."""
+    """The files that belong to one managed process (SPEC §4.1), and its kind."""
 
-    __slots__ = ("lock", "log", "previous_log", "record", "tmp")
+    __slots__ = ("kind", "lock", "log", "previous_log", "record", "tmp")
 
-    def __init__(self, *, record: str, lock: str, tmp: str, log: str, previous_log: str) -> None:
+    def __init__(
+        self, *, kind: ProcessKind, record: str, lock: str, tmp: str, log: str, previous_log: str
+    ) -> None:
+        self.kind: Final = kind
         self.record: Final = record
         self.lock: Final = lock
         self.tmp: Final = tmp
@@ -61,10 +76,11 @@ class PidPaths(Value):
         self.previous_log: Final = previous_log
 
     @classmethod
-    def for_stem(cls, state_dir: str, stem: str) -> PidPaths:
+    def for_stem(cls, state_dir: str, stem: str, kind: ProcessKind) -> PidPaths:
         record = os.path.join(state_dir, f"{stem}.pid")
         log = os.path.join(state_dir, f"{stem}.stderr.log")
         return cls(
+            kind=kind,
             record=record,
             lock=f"{record}.lock",
             tmp=f"{record}.tmp",
@@ -110,8 +126,10 @@ class DaemonPaths(Value):
         self.updater_state: Final = os.path.join(state_dir, "app-server-updater.state.json")
         self.updater_socket: Final = os.path.join(state_dir, "app-server-updater.sock")
         self.version_cache: Final = os.path.join(state_dir, "managed-codex-version.json")
-        self.app_server: Final = PidPaths.for_stem(state_dir, "app-server")
-        self.updater: Final = PidPaths.for_stem(state_dir, "app-server-updater")
+        self.app_server: Final = PidPaths.for_stem(state_dir, "app-server", ProcessKind.APP_SERVER)
+        self.updater: Final = PidPaths.for_stem(
+            state_dir, "app-server-updater", ProcessKind.UPDATER
+        )
         self.package_root: Final = package_root
         self.releases: Final = os.path.join(package_root, "releases")
         self.current: Final = os.path.join(package_root, "current")

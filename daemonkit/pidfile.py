@@ -174,7 +174,7 @@ def add_executable_identity(paths: PidPaths, pid: int, identity: ExecutableIdent
         record = state.record
         if record.pid != pid or record.executable is not None:
             return
-        if not record_matches(record, inspect_process(pid)):
+        if not record_matches(record, inspect_process(pid), kind=paths.kind):
             return
         write_record(paths, record.with_executable(identity))
     finally:
@@ -208,7 +208,7 @@ def _promote_legacy(paths: PidPaths, state: Running, snapshot: ProcessSnapshot) 
 def _check_running(paths: PidPaths, state: Running) -> Running | None:
     """The state if its record names a live matching process (promoted if legacy)."""
     snapshot = inspect_process(state.record.pid)
-    if not record_matches(state.record, snapshot):
+    if not record_matches(state.record, snapshot, kind=paths.kind):
         return None
     assert snapshot is not None
     if state.record.identity is None:
@@ -314,7 +314,8 @@ def reserve_pid_file(paths: PidPaths) -> Reservation | Running:
             except FileExistsError:
                 state = _read_locked(paths)
                 if isinstance(state, Running):
-                    if record_matches(state.record, inspect_process(state.record.pid)):
+                    snapshot = inspect_process(state.record.pid)
+                    if record_matches(state.record, snapshot, kind=paths.kind):
                         os.close(fd)
                         return state
                     _unlink_record(paths)

@@ -1,4 +1,4 @@
-"""Readers of /proc: boot id, start ticks, zombie state, and the lstart rendering.
+"""Readers of /proc: boot id, start ticks, zombie state, the lstart rendering, and what runs.
 
 This is the only module that inspects other processes, so tests can reason about
 identity with real processes and no patching of ``os``.
@@ -11,18 +11,24 @@ import os
 import time
 from functools import cache
 
+from daemonkit.paths import ProcessKind
 from daemonkit.pidrecord import LinuxIdentity, PidRecord
 from daemonkit.value import Value
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
     from typing import Final
 
 __all__ = [
+    "ProcessCommand",
     "ProcessSnapshot",
     "boot_id",
     "format_lstart",
     "inspect_process",
+    "is_codex_app_server",
+    "is_updater",
+    "read_command",
     "record_matches",
 ]
 
@@ -31,6 +37,9 @@ __all__ = [
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 LEGACY_TOLERANCE_S = 2
+# readlink(/proc/<pid>/exe) appends this once the file was unlinked or replaced (an
+# update); the process still runs what that path named when it was exec'd.
+_DELETED_SUFFIX = " (deleted)"
 
 
 class ProcessSnapshot(Value):
@@ -142,8 +151,145 @@ def snapshot_identity(pid: int, ticks: int) -> ProcessSnapshot:
     )
 
 
-def record_matches(record: PidRecord, snapshot: ProcessSnapshot | None) -> bool:
-    """True iff ``record`` names the live process ``snapshot`` describes (SPEC §4.3)."""
+class ProcessCommand(Value):
+    """What a process runs: its argv and the canonical path of its executable."""
+
+    __slots__ = ("argv", "exe")
+
+    def __init__(self, *, argv: tuple[str, ...], exe: str) -> None:
+        self.argv: Final = argv
+        self.exe: Final = exe
+
+
+def read_command(pid: int) -> ProcessCommand | None:
+    """Read /proc/<pid>/cmdline and /proc/<pid>/exe; None if either is unreadable.
+
+    Another user's process (EPERM), one that is gone, and a kernel thread (no argv)
+    all read as None, so none can pass for a process of ours.
+    """
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            raw = f.read()
+        exe = os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return None
+    if not raw:
+        return None
+    # Each argument ends with a NUL; an empty argument is a NUL of its own.
+    args = raw[:-1] if raw.endswith(b"\0") else raw
+    exe = exe.removesuffix(_DELETED_SUFFIX)
+    return ProcessCommand(argv=tuple(os.fsdecode(arg) for arg in args.split(b"\0")), exe=exe)
+
+
+def _resolver(pid: int) -> Callable[[str], str]:
+    """realpath as ``pid`` sees it: a relative path is relative to its cwd."""
+    cwd = f"/proc/{pid}/cwd"
+    return lambda path: os.path.realpath(os.path.join(cwd, path))
+
+
+def _runs_argv0(argv: Sequence[str], exe: str, realpath: Callable[[str], str]) -> bool:
+    """True if argv[0] names the running executable ``exe``.
+
+    A bare name (no slash) was found through a PATH that /proc does not record, so
+    it cannot be checked and does not count.
+    """
+    return bool(argv) and "/" in argv[0] and realpath(argv[0]) == exe
+
+
+def _codex_args(
+    argv: Sequence[str], exe: str, realpath: Callable[[str], str]
+) -> Sequence[str] | None:
+    """The arguments a ``codex`` binary or script runs with; None if ``argv`` runs none.
+
+    Either argv[0] is ``codex`` and the running executable, or argv[0] is the
+    interpreter of a ``codex`` script run through its shebang (the test suite's fake):
+    the kernel puts the script's path right after the interpreter and its one
+    optional shebang argument, so a ``codex`` anywhere later is data, not the program.
+    """
+    if not _runs_argv0(argv, exe, realpath):
+        return None
+    if os.path.basename(argv[0]) == "codex":
+        return argv[1:]
+    script = 2 if len(argv) > 2 and argv[1].startswith("-") else 1
+    if len(argv) > script and os.path.basename(argv[script]) == "codex":
+        return argv[script + 1 :]
+    return None
+
+
+def _after_app_server(args: Sequence[str]) -> Sequence[str] | None:
+    """The arguments after ``app-server``, or None without one."""
+    if "app-server" not in args:
+        return None
+    return args[args.index("app-server") + 1 :]
+
+
+def is_codex_app_server(argv: Sequence[str], exe: str, realpath: Callable[[str], str]) -> bool:
+    """True iff a process running ``argv`` with executable ``exe`` is a Codex app-server.
+
+    ``exe`` is the canonical path /proc/<pid>/exe names; ``realpath`` resolves a path
+    as the process sees it, injected so that the decision is a function of values.
+    ``codex app-server daemon ...`` is the Rust daemon's CLI or its updater, not a server.
+    """
+    args = _codex_args(argv, exe, realpath)
+    rest = None if args is None else _after_app_server(args)
+    return rest is not None and list(rest[:1]) != ["daemon"]
+
+
+def _is_kit_updater(argv: Sequence[str]) -> bool:
+    """``<python> [options] -m updater ... run`` or the ``codex-daemon-updater`` script."""
+    for i, arg in enumerate(argv[1:], 1):
+        if arg == "-m":
+            return list(argv[i + 1 : i + 2]) == ["updater"] and "run" in argv[i + 2 :]
+        if arg == "-c":
+            return False  # the rest is the code's data, not the interpreter's options
+        if not arg.startswith("-"):
+            return os.path.basename(arg) == "codex-daemon-updater" and "run" in argv[i + 1 :]
+    return False
+
+
+def is_updater(argv: Sequence[str], exe: str, realpath: Callable[[str], str]) -> bool:
+    """True iff a process running ``argv`` with executable ``exe`` is an updater.
+
+    Either the kit's (``<python> -m updater run``, as the CLI spawns it and as it
+    re-execs itself, or the console script) or the Rust daemon's
+    (``codex app-server daemon pid-update-loop``); both record themselves in
+    ``app-server-updater.pid``. Arguments as for ``is_codex_app_server``.
+    """
+    args = _codex_args(argv, exe, realpath)
+    if args is not None:
+        rest = _after_app_server(args)
+        return rest is not None and list(rest[:1]) == ["daemon"] and "pid-update-loop" in rest
+    return _runs_argv0(argv, exe, realpath) and _is_kit_updater(argv)
+
+
+def _is_of_kind(snapshot: ProcessSnapshot, kind: ProcessKind) -> bool:
+    """True iff /proc shows the process ``snapshot`` describes running as ``kind``."""
+    command = read_command(snapshot.pid)
+    # The command must belong to the snapshot's process, not to one that reused the
+    # pid in between: the same start ticks after the read prove it.
+    if command is None or start_ticks(snapshot.pid) != snapshot.identity.start_ticks:
+        return False
+    realpath = _resolver(snapshot.pid)
+    match kind:
+        case ProcessKind.APP_SERVER:
+            return is_codex_app_server(command.argv, command.exe, realpath)
+        case ProcessKind.UPDATER:
+            return is_updater(command.argv, command.exe, realpath)
+
+
+def record_matches(
+    record: PidRecord,
+    snapshot: ProcessSnapshot | None,
+    *,
+    kind: ProcessKind = ProcessKind.APP_SERVER,
+) -> bool:
+    """True iff ``record`` names the live process ``snapshot`` describes (SPEC §4.3).
+
+    A legacy record (no ``processIdentity``) names a process by its start time to
+    the second, which an unrelated process can share: it also needs the process to
+    be of ``kind``, read from /proc. ``kind`` defaults to the app-server: the Rust
+    dedicated layout's ``daemon.pid`` names one too.
+    """
     if record.pid <= 1 or record.pid == os.getpid():
         return False
     identity = record.identity
@@ -156,9 +302,13 @@ def record_matches(record: PidRecord, snapshot: ProcessSnapshot | None) -> bool:
         return identity == snapshot.identity
     if identity is not None:
         return False  # a macOS identity never matches a Linux process
-    if record.process_start_time.strip() == snapshot.lstart:
+    return _start_time_matches(record.process_start_time, snapshot) and _is_of_kind(snapshot, kind)
+
+
+def _start_time_matches(recorded: str, snapshot: ProcessSnapshot) -> bool:
+    if recorded.strip() == snapshot.lstart:
         return True
-    recorded = parse_lstart(record.process_start_time)
+    epoch_s = parse_lstart(recorded)
     # WSL2 re-derives the clock, so ps and /proc may disagree by a second or two
     # (upstream issue #44037).
-    return recorded is not None and abs(recorded - snapshot.start_epoch_s) <= LEGACY_TOLERANCE_S
+    return epoch_s is not None and abs(epoch_s - snapshot.start_epoch_s) <= LEGACY_TOLERANCE_S

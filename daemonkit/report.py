@@ -45,7 +45,8 @@ def _record_status(paths: PidPaths, warnings: list[str]) -> tuple[Absent | Runni
         warnings.append(describe_exception(exc))
         return Absent.MISSING, False
     if isinstance(state, Running):
-        return state, record_matches(state.record, inspect_process(state.record.pid))
+        snapshot = inspect_process(state.record.pid)
+        return state, record_matches(state.record, snapshot, kind=paths.kind)
     return state, state is Absent.STARTING
 
 

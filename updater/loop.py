@@ -143,7 +143,7 @@ def register(paths: DaemonPaths, shutdown: SelfPipe) -> int | None:
             case Running(record=record, raw=raw):
                 if _names_us(record, own):
                     return None
-                if record_matches(record, inspect_process(record.pid)):
+                if record_matches(record, inspect_process(record.pid), kind=paths.updater.kind):
                     return _another_updater(record.pid)
                 remove_record_if_unchanged(paths.updater, raw)
             case Absent.MISSING:

@@ -21,7 +21,7 @@ import pytest
 
 from daemonkit.pidfile import add_executable_identity
 from daemonkit.pidrecord import ExecutableIdentity
-from tests.harness import Result, boot_id, is_alive, start_ticks, wait_for
+from tests.harness import Result, boot_id, is_alive, scheduled_updater, start_ticks, wait_for
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -447,3 +447,113 @@ def test_matching_legacy_record_is_promoted_exactly_once(fake: Home) -> None:
 
     assert fake.run("start").json["status"] == "alreadyRunning"
     assert record_bytes(fake) == promoted, "promotion happens once"
+
+
+# -- legacy records naming a process of another kind --------------------------------------------
+# An lstart match is necessary, not sufficient: a seed-era record must also name a process of
+# the record's kind (SPEC §4.3), or a recycled pid with a coinciding start second gets SIGTERM.
+
+
+def legacy_record(home: Home, pid: int) -> bytes:
+    """A seed-era record of ``pid``: its pid and its ``ps`` start time, nothing else."""
+    value = {"pid": pid, "processStartTime": ps_lstart(home, pid)}
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def updater_record_bytes(home: Home) -> bytes | None:
+    try:
+        return Path(home.paths.updater.record).read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def assert_untouched(sleeper: subprocess.Popen[bytes], ticks: int, command: str) -> None:
+    assert sleeper.poll() is None, f"{command} signalled a process of another kind"
+    assert is_alive(sleeper.pid)
+    assert start_ticks(sleeper.pid) == ticks
+
+
+@pytest.mark.parametrize("command", ["stop", "restart", "status", "start"])
+def test_legacy_record_of_a_process_that_is_no_app_server_is_stale(
+    fake: Home, command: str
+) -> None:
+    sleeper = fake.spawn_marked(["sleep", "30"])
+    ticks = start_ticks(sleeper.pid)
+    raw = legacy_record(fake, sleeper.pid)
+    write_record(fake, raw)
+
+    result = fake.run(command).json
+    expected = {"stop": "notRunning", "status": "notRunning"}.get(command)
+    if expected is not None:
+        assert result["status"] == expected
+        assert "backend" not in result, "a stale record manages nothing"
+        assert "pid" not in result
+    if command == "stop":
+        assert record_bytes(fake) is None, "the stale record is removed"
+    elif command == "status":
+        assert record_bytes(fake) == raw, "status never cleans up, nor promotes"
+    else:
+        assert result["status"] == {"start": "started", "restart": "restarted"}[command]
+        assert fake.record_pid() == result["pid"] != sleeper.pid
+    assert_untouched(sleeper, ticks, command)
+
+
+@pytest.mark.parametrize("auto_update", [False, True], ids=["auto-update-off", "auto-update-on"])
+def test_legacy_updater_record_of_a_process_that_is_no_updater_is_stale(
+    home: Home, auto_update: bool
+) -> None:
+    # With auto-update off, `start` stops an active updater; with it on, it spawns one
+    # only if none is active. Either way the record below must not count as an updater.
+    write_settings(home, updater={"autoUpdateEnabled": auto_update})
+    home.install_fake()
+    sleeper = home.spawn_marked(["sleep", "30"])
+    ticks = start_ticks(sleeper.pid)
+    raw = legacy_record(home, sleeper.pid)
+    os.makedirs(home.paths.state_dir, mode=0o700, exist_ok=True)
+    Path(home.paths.updater.record).write_bytes(raw)
+    Path(home.paths.updater.record).chmod(0o600)
+
+    updater = home.run("status").json["updater"]
+    assert isinstance(updater, dict)
+    assert updater["status"] == "notRunning"
+    assert "pid" not in updater
+    assert updater_record_bytes(home) == raw, "status never cleans up, nor promotes"
+
+    assert home.run("start").json["status"] == "started"
+    if auto_update:
+        assert scheduled_updater(home) != sleeper.pid
+    else:
+        assert updater_record_bytes(home) is None, "the stale record is removed"
+    assert_untouched(sleeper, ticks, "start")
+
+
+def test_legacy_updater_record_of_the_updater_is_promoted_once_and_stops_it(home: Home) -> None:
+    write_settings(home, updater={"autoUpdateEnabled": True})
+    home.install_fake()
+    assert home.run("start").json["status"] == "started"
+    pid = scheduled_updater(home)
+    raw = legacy_record(home, pid)
+    Path(home.paths.updater.record).write_bytes(raw)
+
+    updater = home.run("status").json["updater"]
+    assert isinstance(updater, dict)
+    assert (updater["status"], updater["pid"]) == ("running", pid)
+    assert updater_record_bytes(home) == raw, "status never promotes"
+
+    # `start` finds the updater active (promoting its record) and spawns no second one.
+    assert home.run("start").json["status"] == "alreadyRunning"
+    promoted = updater_record_bytes(home)
+    assert promoted is not None
+    record = json.loads(promoted)
+    assert record["pid"] == pid
+    assert record["processIdentity"] == {"bootId": boot_id(), "startTicks": start_ticks(pid)}
+    assert scheduled_updater(home) == pid
+    assert home.run("start").json["status"] == "alreadyRunning"
+    assert updater_record_bytes(home) == promoted, "promotion happens once"
+
+    # With auto-update off, `start` stops the updater its legacy record names.
+    Path(home.paths.updater.record).write_bytes(raw)
+    write_settings(home, updater={"autoUpdateEnabled": False})
+    assert home.run("start").json["status"] == "alreadyRunning"
+    wait_for(lambda: not is_alive(pid), what="the legacy-recorded updater to exit")
+    assert updater_record_bytes(home) is None

@@ -1,30 +1,38 @@
-"""/proc identity: the lstart rendering against ps, and record matching with real processes.
+"""/proc identity: the lstart rendering against ps, what a process runs, and record matching.
 
-SPEC §4.2 (processStartTime must equal ``ps -o lstart=``), §4.3 (identity match),
+SPEC §4.2 (processStartTime must equal ``ps -o lstart=``), §4.3 (identity match; a legacy
+record names a process of its kind),
 §13.1 row 4 (locale independence), §13.5 rows 18-20.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import sys
 import time
 from typing import TYPE_CHECKING
 
 import pytest
 
+from daemonkit.paths import ProcessKind
 from daemonkit.pidrecord import LinuxIdentity, MacIdentity, PidRecord
 from daemonkit.procinfo import (
+    ProcessCommand,
     ProcessSnapshot,
     boot_id,
     format_lstart,
     inspect_process,
+    is_codex_app_server,
+    is_updater,
     parse_lstart,
+    read_command,
     record_matches,
     snapshot_identity,
     start_ticks,
 )
-from tests.harness import wait_for
+from tests.harness import cmdline, wait_for
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
@@ -76,6 +84,29 @@ def sleeper(home: Home) -> ProcessSnapshot:
     """A live ``sleep`` this test started (killed by the home fixture's teardown)."""
     process = home.spawn_marked(["sleep", "60"])
     return snapshot_of(process.pid)
+
+
+@pytest.fixture
+def app_server(home: Home) -> ProcessSnapshot:
+    """A fake Codex app-server this test started: a process of the app-server's kind."""
+    release = home.install_fake()
+    process = home.spawn_marked(
+        [str(release / "codex"), "app-server", "--listen", "unix://"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_until_exec_done(process.pid, "app-server")
+    return snapshot_of(process.pid)
+
+
+def wait_until_exec_done(pid: int, arg: str) -> None:
+    """Wait until /proc shows ``arg`` in the argv of ``pid``.
+
+    Popen returns once exec closed the child's close-on-exec pipe, which the kernel
+    does before it sets up the new argv: until then cmdline reads empty.
+    """
+    wait_for(lambda: arg.encode() in cmdline(pid), what=f"process {pid} to finish its exec")
 
 
 @pytest.fixture
@@ -285,28 +316,51 @@ def legacy(snapshot: ProcessSnapshot, start_time: str) -> PidRecord:
     return PidRecord(pid=snapshot.pid, process_start_time=start_time)
 
 
-def test_legacy_record_with_exact_lstart_matches(sleeper: ProcessSnapshot) -> None:
-    assert record_matches(legacy(sleeper, ps_lstart(sleeper.pid)), sleeper)
-    assert record_matches(legacy(sleeper, f"  {sleeper.lstart}\n"), sleeper)
+def test_legacy_record_with_exact_lstart_matches(app_server: ProcessSnapshot) -> None:
+    assert record_matches(legacy(app_server, ps_lstart(app_server.pid)), app_server)
+    assert record_matches(legacy(app_server, f"  {app_server.lstart}\n"), app_server)
 
 
 @pytest.mark.parametrize("drift", [-2, -1, 1, 2])
-def test_legacy_record_within_two_seconds_matches(sleeper: ProcessSnapshot, drift: int) -> None:
-    assert record_matches(legacy(sleeper, format_lstart(sleeper.start_epoch_s + drift)), sleeper)
+def test_legacy_record_within_two_seconds_matches(app_server: ProcessSnapshot, drift: int) -> None:
+    record = legacy(app_server, format_lstart(app_server.start_epoch_s + drift))
+    assert record_matches(record, app_server)
 
 
 @pytest.mark.parametrize("drift", [-5, -3, 3, 5, 3600])
-def test_legacy_record_further_off_does_not_match(sleeper: ProcessSnapshot, drift: int) -> None:
-    assert not record_matches(
-        legacy(sleeper, format_lstart(sleeper.start_epoch_s + drift)), sleeper
-    )
+def test_legacy_record_further_off_does_not_match(app_server: ProcessSnapshot, drift: int) -> None:
+    record = legacy(app_server, format_lstart(app_server.start_epoch_s + drift))
+    assert not record_matches(record, app_server)
 
 
 @pytest.mark.parametrize("text", ["", "garbage", "Di Nov 24 03:00:41 2026"])
 def test_legacy_record_with_unparseable_time_does_not_match(
-    sleeper: ProcessSnapshot, text: str
+    app_server: ProcessSnapshot, text: str
 ) -> None:
-    assert not record_matches(legacy(sleeper, text), sleeper)
+    assert not record_matches(legacy(app_server, text), app_server)
+
+
+@pytest.mark.parametrize("kind", list(ProcessKind))
+def test_legacy_record_of_a_process_of_another_kind_does_not_match(
+    sleeper: ProcessSnapshot, kind: ProcessKind
+) -> None:
+    # The start time matches exactly, but a `sleep` is neither an app-server nor an
+    # updater: a start second is no identity (SPEC §4.3).
+    assert not record_matches(legacy(sleeper, ps_lstart(sleeper.pid)), sleeper, kind=kind)
+
+
+def test_legacy_record_of_an_app_server_is_no_updater_record(app_server: ProcessSnapshot) -> None:
+    record = legacy(app_server, app_server.lstart)
+    assert record_matches(record, app_server, kind=ProcessKind.APP_SERVER)
+    assert not record_matches(record, app_server, kind=ProcessKind.UPDATER)
+
+
+@pytest.mark.parametrize("kind", list(ProcessKind))
+def test_record_with_process_identity_needs_no_kind(
+    sleeper: ProcessSnapshot, kind: ProcessKind
+) -> None:
+    # boot id + start ticks name one process exactly; its kind adds nothing.
+    assert record_matches(native_record(sleeper), sleeper, kind=kind)
 
 
 def test_legacy_record_of_dead_process_does_not_match(home: Home) -> None:
@@ -316,3 +370,172 @@ def test_legacy_record_of_dead_process_does_not_match(home: Home) -> None:
     process.kill()
     process.wait()
     assert not record_matches(record, inspect_process(process.pid))
+
+
+# -- what a process runs: is it a Codex app-server, an updater? ----------------------------
+
+# Symlinks of the table's made-up file system: the venv's python, and `current`.
+LINKS = {
+    "/venv/bin/python": "/usr/bin/python3.12",
+    "/h/packages/standalone/current/codex": "/h/packages/standalone/releases/1.0.0/codex",
+}
+RELEASE_CODEX = "/h/packages/standalone/releases/1.0.0/codex"
+CURRENT_CODEX = "/h/packages/standalone/current/codex"
+PYTHON = "/usr/bin/python3.12"
+RUST_CODEX = "/opt/codex/bin/codex"
+SERVER_ARGS = ("app-server", "--listen", "unix://")
+
+
+def table_realpath(path: str) -> str:
+    return LINKS.get(path, path)
+
+
+# (argv, exe, is a Codex app-server, is an updater)
+KINDS: dict[str, tuple[tuple[str, ...], str, bool, bool]] = {
+    "kit-argv-canonical-binary": (
+        (RELEASE_CODEX, *SERVER_ARGS, "--analytics-default-enabled", "--managed-daemon"),
+        RELEASE_CODEX,
+        True,
+        False,
+    ),
+    "seed-argv-through-current": (
+        (CURRENT_CODEX, "--enable", "remote_control", *SERVER_ARGS),
+        RELEASE_CODEX,
+        True,
+        False,
+    ),
+    "current-flipped-since-exec": (
+        (CURRENT_CODEX, *SERVER_ARGS),
+        "/h/packages/standalone/releases/0.9.0/codex",
+        False,
+        False,
+    ),
+    "fake-script-through-shebang": (
+        ("/venv/bin/python", RELEASE_CODEX, *SERVER_ARGS),
+        PYTHON,
+        True,
+        False,
+    ),
+    "fake-script-shebang-with-option": (
+        ("/venv/bin/python", "-u", RELEASE_CODEX, *SERVER_ARGS),
+        PYTHON,
+        True,
+        False,
+    ),
+    "rust-updater": (
+        (RUST_CODEX, "app-server", "daemon", "pid-update-loop"),
+        RUST_CODEX,
+        False,
+        True,
+    ),
+    "rust-daemon-cli": ((RUST_CODEX, "app-server", "daemon", "start"), RUST_CODEX, False, False),
+    "sleep-30": (("sleep", "30"), "/usr/bin/sleep", False, False),
+    "sleep-30-absolute": (("/usr/bin/sleep", "30"), "/usr/bin/sleep", False, False),
+    "python-c": (("/venv/bin/python", "-c", "import time; time.sleep(30)"), PYTHON, False, False),
+    "python-c-codex-as-data": (
+        ("/venv/bin/python", "-c", "pass", RELEASE_CODEX, *SERVER_ARGS),
+        PYTHON,
+        False,
+        False,
+    ),
+    "python-script-codex-as-data": (
+        ("/venv/bin/python", "/tmp/other.py", RELEASE_CODEX, *SERVER_ARGS),
+        PYTHON,
+        False,
+        False,
+    ),
+    "codex-without-app-server": ((RUST_CODEX, "exec", "hello"), RUST_CODEX, False, False),
+    "codex-alone": ((RUST_CODEX,), RUST_CODEX, False, False),
+    "codex-something": (
+        ("/usr/bin/codex-something", *SERVER_ARGS),
+        "/usr/bin/codex-something",
+        False,
+        False,
+    ),
+    "empty-argv": ((), "/usr/bin/sleep", False, False),
+    "codex-argv-other-executable": ((RUST_CODEX, *SERVER_ARGS), "/usr/bin/sleep", False, False),
+    "bare-name-from-path": (("codex", *SERVER_ARGS), RUST_CODEX, False, False),
+    "kit-updater": (("/venv/bin/python", "-m", "updater", "run"), PYTHON, False, True),
+    "kit-updater-once": (
+        ("/venv/bin/python", "-m", "updater", "run", "--once"),
+        PYTHON,
+        False,
+        True,
+    ),
+    "kit-updater-interpreter-option": (
+        ("/venv/bin/python", "-u", "-m", "updater", "--codex-home", "/h", "run"),
+        PYTHON,
+        False,
+        True,
+    ),
+    "updater-console-script": (
+        ("/venv/bin/python", "/venv/bin/codex-daemon-updater", "run"),
+        PYTHON,
+        False,
+        True,
+    ),
+    "updater-without-run": (("/venv/bin/python", "-m", "updater", "--help"), PYTHON, False, False),
+    "kit-cli": (("/venv/bin/python", "-m", "daemonkit", "start"), PYTHON, False, False),
+    "updater-argv-as-code-data": (
+        ("/venv/bin/python", "-c", "pass", "-m", "updater", "run"),
+        PYTHON,
+        False,
+        False,
+    ),
+    "updater-argv-other-executable": (
+        ("/venv/bin/python", "-m", "updater", "run"),
+        "/usr/bin/sleep",
+        False,
+        False,
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("argv", "exe", "app_server", "updater"), list(KINDS.values()), ids=list(KINDS)
+)
+def test_process_kind_from_argv_and_executable(
+    argv: tuple[str, ...], exe: str, app_server: bool, updater: bool
+) -> None:
+    assert is_codex_app_server(argv, exe, table_realpath) is app_server
+    assert is_updater(argv, exe, table_realpath) is updater
+
+
+def test_read_command_of_a_fake_app_server(app_server: ProcessSnapshot, home: Home) -> None:
+    command = read_command(app_server.pid)
+    assert command is not None
+    # The kernel ran the script through its shebang: the interpreter is the executable.
+    script = os.path.realpath(os.path.join(home.paths.current, "codex"))
+    assert command == ProcessCommand(
+        argv=(sys.executable, script, "app-server", "--listen", "unix://"),
+        exe=os.path.realpath(sys.executable),
+    )
+
+
+def test_read_command_keeps_empty_arguments(home: Home) -> None:
+    code = "import time; time.sleep(60)"
+    process = home.spawn_marked([sys.executable, "-c", code, "", "x", ""])
+    wait_until_exec_done(process.pid, "x")
+    command = read_command(process.pid)
+    assert command is not None
+    assert command.argv == (sys.executable, "-c", code, "", "x", "")
+
+
+def test_read_command_names_a_replaced_executable_by_its_path(home: Home, tmp_path: Path) -> None:
+    # An update replaces the binary under a live server; /proc then says "(deleted)".
+    binary = tmp_path.resolve() / "codex"
+    shutil.copy("/bin/sleep", binary)
+    process = home.spawn_marked([str(binary), "60"])
+    wait_until_exec_done(process.pid, "60")
+    binary.unlink()
+    command = read_command(process.pid)
+    assert command is not None
+    assert os.readlink(f"/proc/{process.pid}/exe") == f"{binary} (deleted)"
+    assert command.exe == str(binary)
+
+
+def test_read_command_of_a_gone_process_is_none(home: Home) -> None:
+    process = home.spawn_marked(["sleep", "60"])
+    process.kill()
+    process.wait()
+    assert read_command(process.pid) is None
