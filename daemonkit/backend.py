@@ -76,6 +76,10 @@ class ProcessHandle:
             os.close(self._pidfd)
             self._pidfd = None
 
+    def fileno(self) -> int | None:
+        """The pidfd to wait on (readable once the process exited), if there is one."""
+        return self._pidfd
+
     def signal(self, signum: int) -> None:
         """Send ``signum``; a process that already exited counts as success."""
         try:

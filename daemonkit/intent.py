@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import time
 from enum import StrEnum
+from typing import NamedTuple
 
 from daemonkit.errors import StateDirError, UnsafeFileError
 from daemonkit.files import read_state_file, write_atomic
 
-__all__ = ["DesiredState", "read_desired_state", "write_desired_state"]
+__all__ = ["DesiredState", "Intent", "read_desired_state", "read_intent", "write_desired_state"]
 
 
 class DesiredState(StrEnum):
@@ -35,7 +36,13 @@ def write_desired_state(path: str, state: DesiredState, changed_by: str) -> None
         raise StateDirError(f"failed to write desired state {path}") from exc
 
 
-def read_desired_state(path: str) -> DesiredState | None:
+class Intent(NamedTuple):
+    state: DesiredState
+    changed_at_ms: int
+    changed_by: str
+
+
+def read_intent(path: str) -> Intent | None:
     """The recorded intent, or None when missing or unreadable (SPEC §3.8)."""
     try:
         raw = read_state_file(path, 4096)
@@ -45,7 +52,19 @@ def read_desired_state(path: str) -> DesiredState | None:
     if raw is None:
         return None
     try:
-        value = json.loads(raw.decode("utf-8")).get("desiredState")
-        return DesiredState(value)
+        value = json.loads(raw.decode("utf-8"))
+        state = DesiredState(value.get("desiredState"))
     except (UnicodeDecodeError, ValueError, RecursionError, AttributeError):
         return None
+    changed_at, changed_by = value.get("changedAtMs"), value.get("changedBy")
+    return Intent(
+        state=state,
+        changed_at_ms=changed_at if type(changed_at) is int else 0,
+        changed_by=changed_by if isinstance(changed_by, str) else "",
+    )
+
+
+def read_desired_state(path: str) -> DesiredState | None:
+    """Only the state of the recorded intent."""
+    intent = read_intent(path)
+    return None if intent is None else intent.state

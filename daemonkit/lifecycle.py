@@ -34,7 +34,12 @@ from daemonkit.pidfile import Running, add_executable_identity, is_starting_or_r
 from daemonkit.pidrecord import parse_pid_record
 from daemonkit.procinfo import inspect_process, record_matches
 from daemonkit.settings import Settings, load_settings, load_settings_leniently
-from daemonkit.updater_control import is_updater_active, spawn_updater, stop_updater
+from daemonkit.updater_control import (
+    is_updater_active,
+    notify_updater,
+    spawn_updater,
+    stop_updater,
+)
 from daemonkit.versioncache import cached_codex_version
 
 TYPE_CHECKING = False
@@ -128,7 +133,7 @@ class Daemon:
             self.paths.state_dir, self.paths.operation_lock, grace_s + OPERATION_LOCK_EXTRA_S
         )
 
-    def _probe_ok(self) -> AppServerInfo | None:
+    def probe_ok(self) -> AppServerInfo | None:
         from daemonkit.probe import probe  # noqa: PLC0415 - see _wait_until_ready
 
         try:
@@ -153,7 +158,7 @@ class Daemon:
 
     def check_unmanaged(self) -> bool:
         managed = self.managed()
-        if not managed and self._probe_ok() is not None:
+        if not managed and self.probe_ok() is not None:
             self._warn_dedicated_layout()
             raise UnmanagedServerError(
                 "app server is running but is not managed by codex app-server daemon"
@@ -268,15 +273,18 @@ class Daemon:
             self.warn(f"failed to record the executable identity: {describe_chain(exc)}")
 
     def ensure_updater(self, settings: Settings) -> None:
-        """SPEC §2.4: an updater runs exactly when auto-update is on.
+        """SPEC §2.4, §14.1: an updater runs exactly when auto-update or supervision is
+        on; one that already runs is told to watch the server this command started.
 
         A failure here never fails the command that started the server.
         """
         try:
             active = is_updater_active(self.paths)
-            if settings.auto_update_enabled and not active:
+            if settings.wants_updater and not active:
                 spawn_updater(self.paths, self.environ, once=False)
-            elif not settings.auto_update_enabled and active:
+            elif settings.wants_updater:
+                notify_updater(self.paths)
+            elif active:
                 stop_updater(self.paths, settings.shutdown_grace_s)
         except DaemonError as exc:
             self.warn(
@@ -298,7 +306,7 @@ class Daemon:
         with self.lock(self.effective_grace_s()):
             settings = load_settings(self.paths.settings)
             self.write_intent(DesiredState.RUNNING, "start")
-            info = self._probe_ok()
+            info = self.probe_ok()
             if info is not None:
                 managed = self.managed()
                 if managed:
@@ -335,7 +343,7 @@ class Daemon:
             self.write_intent(DesiredState.STOPPED, "stop")
             if self.stop_app_server(grace_s):
                 return self._output(LifecycleStatus.STOPPED, managed=True)
-            if self._probe_ok() is not None:
+            if self.probe_ok() is not None:
                 self._warn_dedicated_layout()
                 raise UnmanagedServerError(
                     "app server is running but is not managed by codex app-server daemon"

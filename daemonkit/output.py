@@ -261,6 +261,33 @@ class UpdaterReport(Value):
         return out
 
 
+class SupervisorReport(Value):
+    """``status``'s ``supervisor`` object (SPEC §14.8)."""
+
+    __slots__ = ("last_exit", "restart_on_exit", "restarts", "state")
+
+    def __init__(
+        self,
+        *,
+        state: str,
+        restart_on_exit: bool,
+        restarts: int,
+        last_exit: dict[str, object] | None,
+    ) -> None:
+        self.state: Final = state
+        self.restart_on_exit: Final = restart_on_exit
+        self.restarts: Final = restarts
+        self.last_exit: Final = last_exit
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "state": self.state,
+            "restartOnExit": self.restart_on_exit,
+            "restarts": self.restarts,
+            "lastExit": self.last_exit,
+        }
+
+
 class StatusOutput(Value):
     __slots__ = (
         "app_server_version",
@@ -273,6 +300,7 @@ class StatusOutput(Value):
         "remote_control_enabled",
         "socket_path",
         "status",
+        "supervisor",
         "updater",
         "warnings",
     )
@@ -291,6 +319,7 @@ class StatusOutput(Value):
         remote_control_enabled: bool,
         desired_state: str | None,
         updater: UpdaterReport,
+        supervisor: SupervisorReport,
         warnings: tuple[str, ...] = (),
     ) -> None:
         self.status: Final = status
@@ -304,6 +333,7 @@ class StatusOutput(Value):
         self.remote_control_enabled: Final = remote_control_enabled
         self.desired_state: Final = desired_state
         self.updater: Final = updater
+        self.supervisor: Final = supervisor
         self.warnings: Final = warnings
 
     def to_json(self) -> dict[str, object]:
@@ -311,6 +341,7 @@ class StatusOutput(Value):
         out["remoteControlEnabled"] = self.remote_control_enabled
         out["desiredState"] = self.desired_state
         out["updater"] = self.updater.to_json()
+        out["supervisor"] = self.supervisor.to_json()
         out["warnings"] = list(self.warnings)
         return out
 

@@ -235,7 +235,7 @@ def is_codex_app_server(argv: Sequence[str], exe: str, realpath: Callable[[str],
     return rest is not None and list(rest[:1]) != ["daemon"]
 
 
-def _is_kit_updater(argv: Sequence[str]) -> bool:
+def is_kit_updater(argv: Sequence[str]) -> bool:
     """``<python> [options] -m updater ... run`` or the ``codex-daemon-updater`` script."""
     for i, arg in enumerate(argv[1:], 1):
         if arg == "-m":
@@ -259,7 +259,7 @@ def is_updater(argv: Sequence[str], exe: str, realpath: Callable[[str], str]) ->
     if args is not None:
         rest = _after_app_server(args)
         return rest is not None and list(rest[:1]) == ["daemon"] and "pid-update-loop" in rest
-    return _runs_argv0(argv, exe, realpath) and _is_kit_updater(argv)
+    return _runs_argv0(argv, exe, realpath) and is_kit_updater(argv)
 
 
 def _is_of_kind(snapshot: ProcessSnapshot, kind: ProcessKind) -> bool:

@@ -10,7 +10,12 @@ from daemonkit.output import BootstrapOutput, RemoteControlOutput, RemoteControl
 from daemonkit.readiness import wait_until_ready
 from daemonkit.rpc import set_remote_control
 from daemonkit.settings import load_settings, update_settings
-from daemonkit.updater_control import is_updater_active, spawn_updater, stop_updater
+from daemonkit.updater_control import (
+    is_updater_active,
+    notify_updater,
+    spawn_updater,
+    stop_updater,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -36,7 +41,7 @@ def bootstrap(daemon: Daemon, *, remote_control: bool) -> BootstrapOutput:
         if managed:
             daemon.stop_app_server(settings.shutdown_grace_s)
         _, info = daemon.spawn_and_wait(settings, bin_path)
-        if settings.auto_update_enabled:
+        if settings.wants_updater:
             try:
                 spawn_updater(paths, daemon.environ, once=False)
             except DaemonError as exc:
@@ -45,7 +50,9 @@ def bootstrap(daemon: Daemon, *, remote_control: bool) -> BootstrapOutput:
                     + describe_chain(exc)
                 )
         return BootstrapOutput(
-            auto_update_enabled=is_updater_active(paths),
+            # Updates happen only if they are on and an updater runs to do them; since
+            # supervision, an updater may run with updates off (SPEC §14.1).
+            auto_update_enabled=settings.auto_update_enabled and is_updater_active(paths),
             remote_control_enabled=remote_control,
             managed_codex_path=bin_path,
             managed_codex_version=daemon.managed_version(bin_path),
@@ -90,6 +97,7 @@ def set_remote_control_mode(daemon: Daemon, *, enable: bool) -> RemoteControlOut
                 daemon.stop_app_server(settings.shutdown_grace_s)
                 _, info = daemon.spawn_and_wait(settings.with_remote_control(enable), bin_path)
                 version = info.app_server_version
+                notify_updater(paths)
             status = RemoteControlStatus.ENABLED if enable else RemoteControlStatus.DISABLED
         return RemoteControlOutput(
             status=status,

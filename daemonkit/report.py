@@ -19,13 +19,14 @@ from daemonkit.output import (
     LogsOutput,
     ServerStatus,
     StatusOutput,
+    SupervisorReport,
     UpdaterReport,
     UpdaterStatus,
 )
 from daemonkit.pidfile import Absent, Running, read_pid_state
 from daemonkit.probe import probe
-from daemonkit.procinfo import inspect_process, record_matches
-from daemonkit.settings import load_settings_leniently
+from daemonkit.procinfo import inspect_process, is_kit_updater, read_command, record_matches
+from daemonkit.settings import Settings, load_settings_leniently
 from daemonkit.versioncache import cached_codex_version
 
 TYPE_CHECKING = False
@@ -66,6 +67,30 @@ def _int_or_none(value: object) -> int | None:
 
 def _str_or_none(value: object) -> str | None:
     return value if isinstance(value, str) else None
+
+
+def _supervisor(
+    settings: Settings, updater: Absent | Running, active: bool, recorded: dict[str, object]
+) -> SupervisorReport:
+    """SPEC §14.8: what the kit's updater saved; ``off`` when nothing supervises.
+
+    A Rust updater holding the record does not supervise, and neither does a kit
+    updater while ``restartOnExit`` is false.
+    """
+    memory = recorded.get("supervisor")
+    saved = memory if isinstance(memory, dict) else {}
+    command = read_command(updater.record.pid) if isinstance(updater, Running) else None
+    supervising = (
+        active and settings.restart_on_exit and command is not None and is_kit_updater(command.argv)
+    )
+    state = _str_or_none(saved.get("state")) if supervising else None
+    last_exit = saved.get("lastExit")
+    return SupervisorReport(
+        state=(state or "watching") if supervising else "off",
+        restart_on_exit=settings.restart_on_exit,
+        restarts=_int_or_none(saved.get("restarts")) or 0,
+        last_exit=last_exit if isinstance(last_exit, dict) else None,
+    )
 
 
 def collect_status(paths: DaemonPaths, environ: Mapping[str, str]) -> StatusOutput:
@@ -117,6 +142,7 @@ def collect_status(paths: DaemonPaths, environ: Mapping[str, str]) -> StatusOutp
             last_result=_str_or_none(recorded.get("lastResult")),
             last_error=_str_or_none(recorded.get("lastError")),
         ),
+        supervisor=_supervisor(settings, updater_state, updater_active, recorded),
         warnings=tuple(warnings),
     )
 

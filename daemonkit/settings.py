@@ -35,6 +35,9 @@ MAX_GRACE_S = 300
 DEFAULT_INTERVAL_MINUTES = 60
 MAX_INTERVAL_MINUTES = 525_600
 DEFAULT_SCRIPT_URL = "https://chatgpt.com/codex/install.sh"
+DEFAULT_HEALTH_CHECK_S = 60
+MIN_HEALTH_CHECK_S = 5
+MAX_HEALTH_CHECK_S = 3600
 SETTINGS_LIMIT = 1 << 20
 
 
@@ -42,8 +45,10 @@ class Settings(Value):
     __slots__ = (
         "auto_update_enabled",
         "channel",
+        "health_check_interval_s",
         "install_script_url",
         "remote_control_enabled",
+        "restart_on_exit",
         "shutdown_grace_s",
         "update_interval_minutes",
     )
@@ -57,6 +62,8 @@ class Settings(Value):
         update_interval_minutes: int = DEFAULT_INTERVAL_MINUTES,
         channel: Channel = "script",
         install_script_url: str = DEFAULT_SCRIPT_URL,
+        restart_on_exit: bool = True,
+        health_check_interval_s: int = DEFAULT_HEALTH_CHECK_S,
     ) -> None:
         self.remote_control_enabled: Final = remote_control_enabled
         self.shutdown_grace_s: Final = shutdown_grace_s
@@ -64,6 +71,13 @@ class Settings(Value):
         self.update_interval_minutes: Final = update_interval_minutes
         self.channel: Final = channel
         self.install_script_url: Final = install_script_url
+        self.restart_on_exit: Final = restart_on_exit
+        self.health_check_interval_s: Final = health_check_interval_s
+
+    @property
+    def wants_updater(self) -> bool:
+        """An updater runs for updates, for supervision, or both (SPEC §14.1)."""
+        return self.auto_update_enabled or self.restart_on_exit
 
     def with_remote_control(self, enabled: bool) -> Settings:
         return Settings(
@@ -73,6 +87,8 @@ class Settings(Value):
             update_interval_minutes=self.update_interval_minutes,
             channel=self.channel,
             install_script_url=self.install_script_url,
+            restart_on_exit=self.restart_on_exit,
+            health_check_interval_s=self.health_check_interval_s,
         )
 
 
@@ -186,6 +202,24 @@ def _parse(obj: dict[str, object]) -> tuple[Settings, _Problems]:
         url = url_value
     else:
         p.invalid("updater.installScriptUrl", f"must use https: {url_value}")
+    supervisor = obj.get("supervisor", {})
+    if not isinstance(supervisor, dict):
+        p.parse.append("invalid type for supervisor: expected an object")
+        supervisor = {}
+    restart_on_exit = _get_bool(supervisor, "restartOnExit", True, "supervisor.restartOnExit", p)
+    health = _get_uint(
+        supervisor,
+        "healthCheckIntervalSeconds",
+        DEFAULT_HEALTH_CHECK_S,
+        "supervisor.healthCheckIntervalSeconds",
+        p,
+    )
+    if health != 0 and not MIN_HEALTH_CHECK_S <= health <= MAX_HEALTH_CHECK_S:
+        p.invalid(
+            "supervisor.healthCheckIntervalSeconds",
+            f"must be 0 (off) or between {MIN_HEALTH_CHECK_S} and {MAX_HEALTH_CHECK_S} seconds",
+        )
+        health = DEFAULT_HEALTH_CHECK_S
     settings = Settings(
         remote_control_enabled=remote,
         shutdown_grace_s=grace,
@@ -193,6 +227,8 @@ def _parse(obj: dict[str, object]) -> tuple[Settings, _Problems]:
         update_interval_minutes=min(interval, MAX_INTERVAL_MINUTES),
         channel=channel,
         install_script_url=url,
+        restart_on_exit=restart_on_exit,
+        health_check_interval_s=health,
     )
     return settings, p
 

@@ -118,11 +118,11 @@ def request_update(
     if not _confirmed(assume_yes):
         raise UpdaterError("update cancelled")
     try:
-        raw = _ask(paths, environ, once=not settings.auto_update_enabled)
+        raw = _ask(paths, environ, once=not settings.wants_updater)
     except _NoListenerError:
         # A one-shot updater may have answered someone else and exited between our
         # check and our connect: nothing received our request, so asking anew is safe.
-        raw = _ask(paths, environ, once=not settings.auto_update_enabled)
+        raw = _ask(paths, environ, once=not settings.wants_updater)
     try:
         reply = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:

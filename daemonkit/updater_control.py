@@ -16,7 +16,10 @@ if TYPE_CHECKING:
 
     from daemonkit.paths import DaemonPaths
 
-__all__ = ["is_updater_active", "spawn_updater", "stop_updater"]
+__all__ = ["is_updater_active", "notify_updater", "spawn_updater", "stop_updater"]
+
+# Long enough for a local connect, short enough never to slow a command down.
+NOTIFY_TIMEOUT_S = 0.2
 
 # Test hooks reach the updater, which runs the schedule they scale (SPEC §13).
 _PASSED_HOOKS = ("CODEX_DAEMONKIT_TEST_HOOKS", "CODEX_DAEMONKIT_TIME_SCALE")
@@ -62,6 +65,24 @@ def spawn_updater(paths: DaemonPaths, environ: Mapping[str, str], *, once: bool)
         return spawned.record.pid
     spawned.close()
     return spawned.pid
+
+
+def notify_updater(paths: DaemonPaths) -> None:
+    """Tell a running updater that the server changed, so it watches the new one at
+    once (SPEC §14.2). Best effort: an updater that misses it sees the record at its
+    next wake-up, and a Rust updater answers an error that nobody reads."""
+    from daemonkit.probe import connect_unix  # noqa: PLC0415 - socket costs start-up time
+
+    try:
+        sock = connect_unix(paths.updater_socket, NOTIFY_TIMEOUT_S)
+    except OSError:
+        return
+    try:
+        sock.sendall(b"watch\n")
+    except OSError:
+        pass
+    finally:
+        sock.close()
 
 
 def stop_updater(paths: DaemonPaths, grace_s: float) -> bool:

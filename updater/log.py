@@ -34,6 +34,7 @@ Stage = Literal[
     "restart",
     "rollback",
     "reexec",
+    "supervised_restart",
 ]
 Event = Literal[
     "process_spawned",
@@ -41,6 +42,9 @@ Event = Literal[
     "shutdown_forced",
     "quarantined",
     "deferred",
+    "unexpected_exit",
+    "health_check_failed",
+    "gave_up",
 ]
 
 

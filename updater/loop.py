@@ -1,14 +1,18 @@
-"""The updater's main loop: registration, schedule, requests, SIGTERM (SPEC §8.1-§8.3, §8.9).
+"""The updater's main loop: registration, schedule, requests, supervision, SIGTERM
+(SPEC §8.1-§8.3, §8.9, §14).
 
 States of the process::
 
     registering --record names us / we published ours--> serving
     registering --another updater is active--> exit 0
-    serving --select(self-pipe, request socket, timeout = next cycle)--> serving
-    serving --SIGTERM / autoUpdateEnabled false / --once done--> exit (record, socket removed)
+    serving --select(self-pipe, request socket, server's pidfd,
+                     timeout = next cycle / restart / health check)--> serving
+    serving --SIGTERM / updates and supervision both off / --once done--> exit
+                                                        (record, socket removed)
     serving --validated restart with a changed binary--> re-exec (same pid, record kept)
 
-The only wake-ups are SIGTERM, a connection and the next cycle's deadline: no
+The only wake-ups are SIGTERM, a connection, the server's exit and the deadlines of
+the next cycle (only with auto-update on), a due restart and the health check: no
 periodic timers while idle.
 """
 
@@ -49,6 +53,7 @@ from updater.requests import (
     send_reply,
 )
 from updater.state import UpdaterState, load_state, save_state
+from updater.supervisor import Supervisor
 
 if TYPE_CHECKING:
     import socket
@@ -192,7 +197,20 @@ class Updater:
         self.daemon = Daemon(paths, environ, log.warn_line)
         self.state: UpdaterState = load_state(paths.updater_state)
         self.server: RequestServer | None = None
-        self.next_cycle_at = 0.0  # monotonic
+        self.next_cycle_at: float | None = 0.0  # monotonic; None: no scheduled cycles
+        # A one-shot updater answers one request; it does not supervise.
+        self.supervisor = (
+            None
+            if once
+            else Supervisor(
+                paths=paths,
+                daemon=self.daemon,
+                log=log,
+                shutdown=shutdown,
+                state=self.state,
+                save=self.save,
+            )
+        )
 
     def bind(self) -> int | None:
         """Bind the request socket; an exit code if another updater owns it."""
@@ -219,6 +237,8 @@ class Updater:
         if self.server is not None:
             self.server.close()
             self.server = None
+        if self.supervisor is not None:
+            self.supervisor.close()
 
     def save(self) -> None:
         failure = save_state(self.paths.updater_state, self.state)
@@ -247,26 +267,62 @@ class Updater:
         else:
             self._schedule(INITIAL_DELAY_S * self.scale)
         while True:
-            watched: list[int] = [self.shutdown.fileno()]
-            if self.server is not None:
-                watched.append(self.server.fileno())
-            timeout = max(0.0, self.next_cycle_at - time.monotonic())
-            readable, _, _ = select.select(watched, [], [], timeout)
-            if self.shutdown.fileno() in readable:
-                self.log.event("shutdown_requested", signal="SIGTERM")
-                return 0
-            if self.server is not None and self.server.fileno() in readable:
-                done = self._serve_request(self.server)
+            if not self.once:
+                done = self._follow_settings()
                 if done is not None:
                     return done
-                continue
-            if time.monotonic() < self.next_cycle_at:
-                continue
-            if self.once:
-                return 0  # no request within the idle time
-            done = self._scheduled_cycle()
+            try:
+                done = self._wait_and_serve()
+            except ShutdownRequestedError:  # the supervisor was waiting for the lock
+                self.log.event("shutdown_requested", signal="SIGTERM")
+                return 0
             if done is not None:
                 return done
+
+    def _follow_settings(self) -> int | None:
+        """At every wake-up: run only for what the settings still ask (SPEC §14.1).
+
+        Updates off stops the schedule, not the process, while supervision is on; with
+        both off the updater has nothing to do and exits.
+        """
+        try:
+            settings = load_settings(self.paths.settings)
+        except (SettingsError, OSError):
+            return None  # the cycle and the supervisor report it; keep what we do
+        if not settings.wants_updater:
+            return 0
+        if not settings.auto_update_enabled:
+            self.next_cycle_at = None
+        elif self.next_cycle_at is None:
+            self._schedule(self._interval_delay_s(settings))
+        if self.supervisor is not None:
+            self.supervisor.refresh()
+        return None
+
+    def _wait_and_serve(self) -> int | None:
+        watched: list[int] = [self.shutdown.fileno()]
+        if self.server is not None:
+            watched.append(self.server.fileno())
+        supervisor = self.supervisor
+        deadlines = [self.next_cycle_at]
+        if supervisor is not None:
+            watched += supervisor.fds()
+            deadlines.append(supervisor.deadline())
+        due = min((d for d in deadlines if d is not None), default=None)
+        timeout = None if due is None else max(0.0, due - time.monotonic())
+        readable, _, _ = select.select(watched, [], [], timeout)
+        if self.shutdown.fileno() in readable:
+            self.log.event("shutdown_requested", signal="SIGTERM")
+            return 0
+        if self.server is not None and self.server.fileno() in readable:
+            return self._serve_request(self.server)
+        if supervisor is not None:
+            supervisor.on_wake(readable)
+        if self.next_cycle_at is None or time.monotonic() < self.next_cycle_at:
+            return None
+        if self.once:
+            return 0  # no request within the idle time
+        return self._scheduled_cycle()
 
     def _cycle(self, *, requested: bool) -> CycleReport:
         return run_cycle(
@@ -288,7 +344,8 @@ class Updater:
             # with the default interval.
             settings = None
         if settings is not None and not settings.auto_update_enabled:
-            return 0
+            self.next_cycle_at = None
+            return 0 if not settings.wants_updater else None
         try:
             report = self._cycle(requested=False)
         except ShutdownRequestedError:
@@ -302,6 +359,9 @@ class Updater:
         if accepted is None:
             return None
         conn, request = accepted
+        if request is Request.WATCH:
+            conn.close()  # the next turn of the loop re-reads the record
+            return None
         if request is Request.UNKNOWN:
             send_reply(conn, encode_err("unknown updater request"))
             return None
@@ -341,6 +401,9 @@ class Updater:
             if accepted is None:
                 continue
             conn, request = accepted
+            if request is Request.WATCH:
+                conn.close()
+                continue
             if request is Request.UNKNOWN:
                 send_reply(conn, encode_err("unknown updater request"))
                 continue

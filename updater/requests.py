@@ -5,6 +5,9 @@ The wire, shared with the Rust updater (so either CLI can ask either updater)::
     C->S  update\\n                                  (at most 64 bytes, read within 2 s)
     S->C  {"Ok":<UpdateOutput>} | {"Err":"<rendered error chain>"}      then close
 
+    C->S  watch\\n                    (kit only: a command started or replaced the server)
+    S->C  close                       (the supervisor re-reads the record, SPEC §14.2)
+
 The socket lives at ``<S>/app-server-updater.sock``; when that path does not fit
 ``sun_path`` the physical socket is ``/tmp/codex-daemon-<euid>/<sha256 of the alias>``
 and the alias is a symlink to it, as upstream does. A socket that answers belongs to
@@ -50,6 +53,7 @@ _UCRED = struct.Struct("3i")
 
 class Request(Enum):
     UPDATE = auto()
+    WATCH = auto()
     UNKNOWN = auto()
 
 
@@ -209,7 +213,7 @@ def _read_request(conn: socket.socket) -> Request | None:
     if not data:
         return None
     line = data.split(b"\n", 1)[0].rstrip(b"\r")
-    return Request.UPDATE if line == b"update" else Request.UNKNOWN
+    return {b"update": Request.UPDATE, b"watch": Request.WATCH}.get(line, Request.UNKNOWN)
 
 
 def _unlink_quietly(path: str) -> None:

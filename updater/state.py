@@ -1,7 +1,8 @@
 """app-server-updater.state.json: what the updater remembers between cycles (SPEC §3.9).
 
 Only the updater writes it (there is at most one per CODEX_HOME); ``status`` reads
-``lastCheckAtMs``, ``lastResult`` and ``lastError``. Reading is lenient: a missing or
+``lastCheckAtMs``, ``lastResult``, ``lastError`` and the supervisor's memory
+(SPEC §14.8). Reading is lenient: a missing or
 damaged file is a fresh state, never an error, and unknown keys are ignored.
 """
 
@@ -13,6 +14,7 @@ from enum import StrEnum
 
 from daemonkit.errors import describe_exception
 from daemonkit.files import read_state_file, write_atomic
+from updater.supervision import SupervisorMemory
 
 __all__ = ["CycleResult", "UpdaterState", "load_state", "save_state"]
 
@@ -45,6 +47,7 @@ class UpdaterState:
     # the reference unknown instead of forcing an unattended restart).
     last_validated_digest_kind: str | None = None
     last_validated_pid: int | None = None
+    supervisor: SupervisorMemory = field(default_factory=SupervisorMemory)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -58,6 +61,7 @@ class UpdaterState:
             "lastValidatedDigest": self.last_validated_digest,
             "lastValidatedDigestKind": self.last_validated_digest_kind,
             "lastValidatedPid": self.last_validated_pid,
+            "supervisor": self.supervisor.to_json(),
         }
 
     @classmethod
@@ -87,6 +91,7 @@ class UpdaterState:
             last_validated_digest=_str(obj.get("lastValidatedDigest")),
             last_validated_digest_kind=_str(obj.get("lastValidatedDigestKind")),
             last_validated_pid=_int(obj.get("lastValidatedPid")),
+            supervisor=SupervisorMemory.from_json(obj.get("supervisor")),
         )
 
 

@@ -19,6 +19,7 @@ from daemonkit.output import (
     LogsOutput,
     ServerStatus,
     StatusOutput,
+    SupervisorReport,
     UpdaterReport,
     UpdaterStatus,
     emit,
@@ -164,6 +165,12 @@ def test_status_golden_full() -> None:
             last_result="noUpdate",
             last_error="boom",
         ),
+        supervisor=SupervisorReport(
+            state="backingOff",
+            restart_on_exit=True,
+            restarts=2,
+            last_exit={"atMs": 1_795_000_000_500, "pid": 4800, "reason": "exited"},
+        ),
         warnings=("invalid pid file contents in /x", "second"),
     )
     assert render(out) == (
@@ -172,6 +179,8 @@ def test_status_golden_full() -> None:
         '"updater":{"status":"running","pid":4900,"autoUpdateEnabled":true,"channel":"script",'
         '"updateIntervalMinutes":60,"lastCheckAtMs":1795000000000,"lastResult":"noUpdate",'
         '"lastError":"boom"},'
+        '"supervisor":{"state":"backingOff","restartOnExit":true,"restarts":2,'
+        '"lastExit":{"atMs":1795000000500,"pid":4800,"reason":"exited"}},'
         '"warnings":["invalid pid file contents in /x","second"]}\n'
     )
 
@@ -195,6 +204,7 @@ def test_status_golden_not_running() -> None:
             channel="npm",
             update_interval_minutes=525600,
         ),
+        supervisor=SupervisorReport(state="off", restart_on_exit=False, restarts=0, last_exit=None),
     )
     assert render(out) == (
         '{"status":"notRunning",'
@@ -203,6 +213,7 @@ def test_status_golden_not_running() -> None:
         '"remoteControlEnabled":false,"desiredState":null,'
         '"updater":{"status":"notRunning","autoUpdateEnabled":false,"channel":"npm",'
         '"updateIntervalMinutes":525600},'
+        '"supervisor":{"state":"off","restartOnExit":false,"restarts":0,"lastExit":null},'
         '"warnings":[]}\n'
     )
 
@@ -234,6 +245,7 @@ def test_status_starting_and_not_ready(status: ServerStatus, value: str) -> None
             update_interval_minutes=60,
             last_error="x",
         ),
+        supervisor=SupervisorReport(state="off", restart_on_exit=True, restarts=0, last_exit=None),
     )
     line = render(out)
     assert line.startswith(f'{{"status":"{value}","backend":"pid","pid":12,')
