@@ -36,9 +36,12 @@ def updater_environment(environ: Mapping[str, str], codex_home: str) -> dict[str
         if key in environ:
             env[key] = environ[key]
     # The updater's own crash point; any other would fire at the updater's app-server
-    # spawn instead of in the CLI that a test meant to crash.
+    # spawn instead of in the CLI that a test meant to crash. A test that means the
+    # updater's spawn names it with CODEX_DAEMONKIT_TEST_UPDATER_CRASH_AT.
     if environ.get("CODEX_DAEMONKIT_TEST_CRASH_AT") == "before-reexec":
         env["CODEX_DAEMONKIT_TEST_CRASH_AT"] = "before-reexec"
+    if "CODEX_DAEMONKIT_TEST_UPDATER_CRASH_AT" in environ:
+        env["CODEX_DAEMONKIT_TEST_CRASH_AT"] = environ["CODEX_DAEMONKIT_TEST_UPDATER_CRASH_AT"]
     # The updater runs `python -m updater` with the interpreter of this CLI; make the
     # kit importable from a checkout too (an installed kit is importable anyway).
     existing = env.get("PYTHONPATH")

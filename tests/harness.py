@@ -38,6 +38,11 @@ TARGET = "x86_64-unknown-linux-musl"
 WAIT_S = 15.0
 POLL_S = 0.01
 REAL_CODEX_VERSION = "0.169.0"
+# Settings that keep the updater out of play: no updates and no supervision (SPEC §14.1).
+UPDATER_OFF: dict[str, object] = {
+    "updater": {"autoUpdateEnabled": False},
+    "supervisor": {"restartOnExit": False},
+}
 
 T = TypeVar("T")
 
@@ -79,6 +84,14 @@ def wait_for(predicate: Callable[[], T], *, what: str, timeout: float = WAIT_S) 
         time.sleep(POLL_S)
         value = predicate()
     return value
+
+
+def holds_for(predicate: Callable[[], bool], seconds: float, *, what: str) -> None:
+    """A negative check: ``predicate`` stays true for ``seconds``, polled throughout."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert predicate(), what
+        time.sleep(POLL_S)
 
 
 # Marks are "<session>-<test>": the end-of-session sweep looks only at this pytest

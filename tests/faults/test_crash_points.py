@@ -28,7 +28,7 @@ from daemonkit.errors import ProbeError
 from daemonkit.install import host_targets
 from daemonkit.probe import probe
 from tests.faults.figures import Figures
-from tests.harness import app_servers_alive, boot_id, is_alive, start_ticks, wait_for
+from tests.harness import UPDATER_OFF, app_servers_alive, boot_id, is_alive, start_ticks, wait_for
 from tests.updates import put_fake_npm_on_path
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ def write_settings(home: Home, **settings: object) -> bytes:
     """settings.json with the updater off (so only the app-server is in play); its bytes."""
     os.makedirs(home.paths.state_dir, mode=0o700, exist_ok=True)
     path = Path(home.paths.settings)
-    value = {"custom": [1, "kept"], "updater": {"autoUpdateEnabled": False}, **settings}
+    value = {"custom": [1, "kept"], **UPDATER_OFF, **settings}
     path.write_text(json.dumps(value, indent=2))
     path.chmod(0o600)
     return path.read_bytes()
@@ -317,7 +317,7 @@ def test_crash_after_settings_tmp_keeps_the_old_settings(home: Home, figures: Fi
     assert enabled["status"] == "enabled"
     settings = assert_settings_valid(home)
     assert settings is not None
-    assert list(settings) == ["custom", "updater", "remoteControlEnabled"]
+    assert list(settings) == ["custom", "updater", "supervisor", "remoteControlEnabled"]
     assert settings["custom"] == [1, "kept"]
     assert settings["remoteControlEnabled"] is True
     pid = assert_converged(home, running=True)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.faults.figures import Figures
-from tests.harness import Result, app_servers_alive, marked_pids, wait_for
+from tests.harness import UPDATER_OFF, Result, app_servers_alive, marked_pids, wait_for
 
 if TYPE_CHECKING:
     from collections.abc import Set as AbstractSet
@@ -51,7 +51,7 @@ def figures(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReq
 def write_settings(home: Home, **settings: object) -> None:
     os.makedirs(home.paths.state_dir, mode=0o700, exist_ok=True)
     path = Path(home.paths.settings)
-    value: dict[str, object] = {"updater": {"autoUpdateEnabled": False}}
+    value: dict[str, object] = dict(UPDATER_OFF)
     value.update(settings)
     path.write_text(json.dumps(value))
     path.chmod(0o600)

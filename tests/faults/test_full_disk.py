@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.faults.figures import Figures
-from tests.harness import Result, app_servers_alive, is_alive, wait_for
+from tests.harness import UPDATER_OFF, Result, app_servers_alive, is_alive, wait_for
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -54,7 +54,7 @@ def figures(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReq
 def write_settings(home: Home, **settings: object) -> bytes:
     os.makedirs(home.paths.state_dir, mode=0o700, exist_ok=True)
     path = Path(home.paths.settings)
-    path.write_text(json.dumps({"updater": {"autoUpdateEnabled": False}, **settings}))
+    path.write_text(json.dumps({**UPDATER_OFF, **settings}))
     path.chmod(0o600)
     return path.read_bytes()
 

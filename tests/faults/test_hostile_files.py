@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.faults.figures import Figures
-from tests.harness import Result, app_servers_alive, read_regular, wait_for
+from tests.harness import UPDATER_OFF, Result, app_servers_alive, read_regular, wait_for
 
 if TYPE_CHECKING:
     from tests.harness import Home
@@ -57,7 +57,7 @@ NAMES = (
 )
 KINDS = ("symlink", "fifo", "directory", "empty", "huge", "non-utf8", "foreign-owner")
 LOG_NAMES = ("app-server.stderr.log", "app-server.stderr.log.previous")
-SETTINGS = {"updater": {"autoUpdateEnabled": False}, "shutdownGraceSeconds": 2}
+SETTINGS = {**UPDATER_OFF, "shutdownGraceSeconds": 2}
 
 
 # -- helpers ---------------------------------------------------------------------------

@@ -81,6 +81,8 @@ def configure(home: Home, server: ScriptServer, *, auto_update: bool) -> None:
             "autoUpdateEnabled": auto_update,
             "updateIntervalMinutes": 1,
         },
+        # Without updates, no supervision either: no updater until `update` spawns one.
+        "supervisor": {"restartOnExit": auto_update},
     }
     Path(home.paths.state_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
     Path(home.paths.settings).write_text(json.dumps(settings))

@@ -20,7 +20,7 @@ import pytest
 
 from daemonkit.lifecycle import Daemon
 from daemonkit.output import LifecycleStatus
-from tests.harness import Result, app_servers_alive, is_alive, wait_for
+from tests.harness import UPDATER_OFF, Result, app_servers_alive, is_alive, wait_for
 
 if TYPE_CHECKING:
     from tests.harness import Home
@@ -38,7 +38,7 @@ def write_settings(home: Home, **settings: object) -> None:
     """settings.json with the updater off, so only the app-server is in play."""
     os.makedirs(home.paths.state_dir, mode=0o700, exist_ok=True)
     path = Path(home.paths.settings)
-    path.write_text(json.dumps({"updater": {"autoUpdateEnabled": False}, **settings}))
+    path.write_text(json.dumps({**UPDATER_OFF, **settings}))
     path.chmod(0o600)
 
 

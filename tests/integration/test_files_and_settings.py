@@ -300,7 +300,8 @@ def test_valid_settings_are_accepted_and_never_rewritten(fake_home: Home) -> Non
     text = (
         '{"custom": {"keep": [1, 2]}, "shutdownGraceSeconds": 0, "remoteControlEnabled": false,'
         ' "updater": {"autoUpdateEnabled": false, "updateIntervalMinutes": 999999,'
-        ' "channel": "npm", "installScriptUrl": "http://127.0.0.1:9/install.sh"}}'
+        ' "channel": "npm", "installScriptUrl": "http://127.0.0.1:9/install.sh"},'
+        ' "supervisor": {"restartOnExit": false, "healthCheckIntervalSeconds": 3600}}'
     )
     write_settings(fake_home, text)
     assert fake_home.run("start").json["status"] == "started"
@@ -311,6 +312,12 @@ def test_valid_settings_are_accepted_and_never_rewritten(fake_home: Home) -> Non
         "autoUpdateEnabled": False,
         "channel": "npm",
         "updateIntervalMinutes": 525600,
+    }
+    assert report["supervisor"] == {
+        "state": "off",
+        "restartOnExit": False,
+        "restarts": 0,
+        "lastExit": None,
     }
     assert fake_home.run("stop").json["status"] == "stopped"
     assert Path(fake_home.paths.settings).read_text() == text

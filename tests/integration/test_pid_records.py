@@ -21,7 +21,15 @@ import pytest
 
 from daemonkit.pidfile import add_executable_identity
 from daemonkit.pidrecord import ExecutableIdentity
-from tests.harness import Result, boot_id, is_alive, scheduled_updater, start_ticks, wait_for
+from tests.harness import (
+    UPDATER_OFF,
+    Result,
+    boot_id,
+    is_alive,
+    scheduled_updater,
+    start_ticks,
+    wait_for,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -42,7 +50,7 @@ def write_settings(home: Home, **settings: object) -> None:
     """settings.json with the updater off, so only the app-server is in play."""
     os.makedirs(home.paths.state_dir, mode=0o700, exist_ok=True)
     path = Path(home.paths.settings)
-    path.write_text(json.dumps({"updater": {"autoUpdateEnabled": False}, **settings}))
+    path.write_text(json.dumps({**UPDATER_OFF, **settings}))
     path.chmod(0o600)
 
 

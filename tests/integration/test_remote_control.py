@@ -258,9 +258,9 @@ def test_bootstrap_keeps_the_position_of_an_existing_remote_control_key(home: Ho
     assert settings_bytes(home) == kit_settings({"remoteControlEnabled": True, **PRE_EXISTING})
 
 
-def test_bootstrap_with_auto_update_off_starts_no_updater(home: Home) -> None:
+def test_bootstrap_with_updates_and_supervision_off_starts_no_updater(home: Home) -> None:
     install(home)
-    settings = {"updater": {"autoUpdateEnabled": False}}
+    settings = {"updater": {"autoUpdateEnabled": False}, "supervisor": {"restartOnExit": False}}
     write_settings(home, settings)
 
     output = home.run("bootstrap").json
@@ -482,7 +482,24 @@ def test_enable_waits_while_the_server_is_connecting(home: Home) -> None:
 
 
 def set_auto_update(home: Home, enabled: bool) -> None:
-    write_settings(home, {"updater": {"autoUpdateEnabled": enabled}})
+    """Updates and supervision both on or both off: an updater is wanted or not."""
+    write_settings(
+        home,
+        {"updater": {"autoUpdateEnabled": enabled}, "supervisor": {"restartOnExit": enabled}},
+    )
+
+
+def test_bootstrap_with_updates_off_keeps_an_updater_to_supervise(home: Home) -> None:
+    install(home)
+    write_settings(home, {"updater": {"autoUpdateEnabled": False}})
+
+    output = home.run("bootstrap").json
+
+    assert output["status"] == "bootstrapped"
+    # No updates will happen, though an updater runs: it supervises (SPEC §14.1).
+    assert output["autoUpdateEnabled"] is False
+    scheduled_updater(home)
+    assert home.run("status").json["supervisor"]["state"] == "watching"  # type: ignore[index]
 
 
 def test_start_starts_the_updater_when_enabled_and_stops_it_when_disabled(home: Home) -> None:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from daemonkit import __version__
-from tests.harness import is_alive, wait_for
+from tests.harness import UPDATER_OFF, is_alive, wait_for
 
 if TYPE_CHECKING:
     import subprocess
@@ -37,28 +37,32 @@ NO_UPDATER = (
 DEFAULT_UPDATER = (
     '{"status":"notRunning","autoUpdateEnabled":true,"channel":"script","updateIntervalMinutes":60}'
 )
+# Nothing supervises: no kit updater runs (SPEC §14.8).
+SUPERVISOR_OFF = '{"state":"off","restartOnExit":false,"restarts":0,"lastExit":null}'
+DEFAULT_SUPERVISOR_OFF = '{"state":"off","restartOnExit":true,"restarts":0,"lastExit":null}'
 STATUS_RUNNING = (
     '{"status":"running","backend":"pid","pid":<pid>,"managedCodexPath":"<bin>",'
     '"managedCodexVersion":"1.0.0","socketPath":"<sock>","cliVersion":"<kitver>",'
     '"appServerVersion":"1.0.0","remoteControlEnabled":false,"desiredState":"running",'
-    f'"updater":{NO_UPDATER},"warnings":[]}}'
+    f'"updater":{NO_UPDATER},"supervisor":{SUPERVISOR_OFF},"warnings":[]}}'
 )
 STATUS_NOT_READY = (
     '{"status":"notReady","backend":"pid","pid":<pid>,"managedCodexPath":"<bin>",'
     '"managedCodexVersion":"1.0.0","socketPath":"<sock>","cliVersion":"<kitver>",'
     '"remoteControlEnabled":false,"desiredState":"running",'
-    f'"updater":{NO_UPDATER},"warnings":[]}}'
+    f'"updater":{NO_UPDATER},"supervisor":{SUPERVISOR_OFF},"warnings":[]}}'
 )
 STATUS_STARTING = (
     '{"status":"starting","backend":"pid","managedCodexPath":"<bin>",'
     '"managedCodexVersion":"1.0.0","socketPath":"<sock>","cliVersion":"<kitver>",'
     '"remoteControlEnabled":false,"desiredState":null,'
-    f'"updater":{DEFAULT_UPDATER},"warnings":[]}}'
+    f'"updater":{DEFAULT_UPDATER},"supervisor":{DEFAULT_SUPERVISOR_OFF},"warnings":[]}}'
 )
 STATUS_NOT_RUNNING = (
     '{"status":"notRunning","managedCodexPath":"<bin>","managedCodexVersion":<version>,'
     '"socketPath":"<sock>","cliVersion":"<kitver>","remoteControlEnabled":false,'
-    f'"desiredState":<desired>,"updater":{DEFAULT_UPDATER},"warnings":<warnings>}}'
+    f'"desiredState":<desired>,"updater":{DEFAULT_UPDATER},'
+    f'"supervisor":{DEFAULT_SUPERVISOR_OFF},"warnings":<warnings>}}'
 )
 
 
@@ -85,7 +89,7 @@ def golden(home: Home, template: str, **values: object) -> str:
 def disable_updater(home: Home) -> None:
     """Keep the golden lines independent of whether start spawns an updater."""
     os.makedirs(home.paths.state_dir, mode=0o700, exist_ok=True)
-    Path(home.paths.settings).write_text('{"updater": {"autoUpdateEnabled": false}}')
+    Path(home.paths.settings).write_text(json.dumps(UPDATER_OFF))
 
 
 def status_line(home: Home) -> str:

@@ -19,6 +19,7 @@ import pytest
 
 from tests.harness import (
     boot_id,
+    holds_for,
     is_alive,
     read_regular,
     scheduled_updater,
@@ -28,8 +29,6 @@ from tests.harness import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from tests.harness import Home
 
 pytestmark = pytest.mark.timeout(90)
@@ -71,22 +70,18 @@ def replacement_of(home: Home, old: int) -> int:
         if not raw:  # absent, or the empty reservation of a spawn in progress
             return None
         pid = json.loads(raw)["pid"]
+        assert isinstance(pid, int)
         return pid if pid != old and is_alive(pid) else None
 
     pid = wait_for(new_pid, what=f"a server to replace {old}", timeout=20)
+    assert pid is not None
     record = home.record()
     assert record is not None
     assert record["processIdentity"] == {"bootId": boot_id(), "startTicks": start_ticks(pid)}
+    # The record is published before the server is ready (SPEC §4.6); it answers soon.
+    wait_for(lambda: home.run("version").returncode == 0, what=f"server {pid} to answer")
     assert home.run("version").json["backend"] == "pid"
     return pid
-
-
-def holds_for(predicate: Callable[[], bool], seconds: float, *, what: str) -> None:
-    """A negative check: ``predicate`` stays true for ``seconds``, polled throughout."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert predicate(), what
-        time.sleep(0.02)
 
 
 def supervisor_status(home: Home) -> dict[str, object]:
@@ -99,8 +94,9 @@ def supervisor_status(home: Home) -> dict[str, object]:
     "death", ["SIGKILL", "SIGSEGV", "exit 1"], ids=["sigkill", "sigsegv", "exit-1"]
 )
 def test_a_server_that_dies_is_restarted(home: Home, death: str) -> None:
-    exits = {"exit_after": 1.0} if death == "exit 1" else {}
-    release = home.install_fake(witness=str(home.root / WITNESS), **exits)
+    release = home.install_fake(
+        witness=str(home.root / WITNESS), exit_after=1.0 if death == "exit 1" else None
+    )
     write_settings(home)
     first = start(home)
     assert supervisor_status(home)["state"] == "watching"
@@ -154,8 +150,9 @@ def test_a_user_stop_is_never_undone(home: Home) -> None:
 
     # Many health-check intervals later: still down, the updater still there.
     holds_for(
-        lambda: read_regular(home.paths.app_server.record) is None
-        and server_starts(home) == [first],
+        lambda: (
+            read_regular(home.paths.app_server.record) is None and server_starts(home) == [first]
+        ),
         1.5,
         what="a stopped server stays stopped",
     )

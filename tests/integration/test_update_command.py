@@ -53,6 +53,8 @@ def configure(home: Home, server: ScriptServer, *, auto_update: bool) -> None:
     settings = {
         "shutdownGraceSeconds": 2,
         "updater": {"installScriptUrl": server.url, "autoUpdateEnabled": auto_update},
+        # Without updates, no supervision either: no updater until `update` spawns one.
+        "supervisor": {"restartOnExit": auto_update},
     }
     Path(home.paths.state_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
     Path(home.paths.settings).write_text(json.dumps(settings))

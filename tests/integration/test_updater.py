@@ -27,7 +27,16 @@ import pytest
 
 from daemonkit.digest import digest_kind, file_digest
 from daemonkit.paths import DaemonPaths
-from tests.harness import FAKE_SOURCE, TARGET, is_alive, read_regular, updater_pid, wait_for
+from daemonkit.updater_control import notify_updater
+from tests.harness import (
+    FAKE_SOURCE,
+    TARGET,
+    holds_for,
+    is_alive,
+    read_regular,
+    updater_pid,
+    wait_for,
+)
 from tests.updates import ScriptServer, install_script, release_dir, stage_payload
 
 if TYPE_CHECKING:
@@ -760,14 +769,25 @@ def test_foreground_updater_registers_itself_as_a_group_leader(fake_home: Home) 
     assert updater_record(home) is None
 
 
-def test_disabled_auto_update_ends_the_scheduled_updater(
+def test_disabled_auto_update_stops_the_cycles_and_supervision_keeps_the_updater(
     fake_home: Home, script_server: ScriptServer
 ) -> None:
     home = fake_home
     use_hooks(home)
-    configure(home, script_server, autoUpdateEnabled=False)
+    configure(home, script_server, autoUpdateEnabled=False)  # supervision is on by default
     updater = spawn_updater(home)
-    wait_for(lambda: not is_alive(updater), what="the updater to exit at its first cycle")
+    # Many scaled intervals (60 ms each): the updater stays, and never installs.
+    holds_for(
+        lambda: is_alive(updater) and script_server.fetches == 0,
+        1.0,
+        what="a supervising updater that runs no update cycles",
+    )
+    # Supervision off too: nothing is left to do, and the next wake-up ends it.
+    settings = json.loads(Path(home.paths.settings).read_text())
+    settings["supervisor"] = {"restartOnExit": False}
+    Path(home.paths.settings).write_text(json.dumps(settings))
+    notify_updater(home.paths)  # a wake-up, as a command gives after it started a server
+    wait_for(lambda: not is_alive(updater), what="the updater to exit")
     assert updater_record(home) is None
     assert script_server.fetches == 0
 

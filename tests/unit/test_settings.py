@@ -103,6 +103,8 @@ def test_missing_file_gives_defaults(settings_path: str) -> None:
     assert DEFAULTS.install_script_url == DEFAULT_URL
     assert DEFAULTS.auto_update_enabled is True
     assert DEFAULTS.remote_control_enabled is False
+    assert DEFAULTS.restart_on_exit is True
+    assert DEFAULTS.health_check_interval_s == 60
     assert not os.path.exists(settings_path)  # loading never creates the file
 
 
@@ -126,6 +128,7 @@ def test_every_key_is_read(settings_path: str) -> None:
                     "installScriptUrl": "https://example.com/i.sh",
                     "futureKey": 1,
                 },
+                "supervisor": {"restartOnExit": False, "healthCheckIntervalSeconds": 0},
             }
         ),
     )
@@ -136,6 +139,8 @@ def test_every_key_is_read(settings_path: str) -> None:
         update_interval_minutes=7,
         channel="npm",
         install_script_url="https://example.com/i.sh",
+        restart_on_exit=False,
+        health_check_interval_s=0,
     )
 
 
@@ -242,6 +247,18 @@ STRING = "expected a string"
         ({"updater": {"channel": 1}}, "updater.channel", STRING),
         ({"updater": {"channel": ["npm"]}}, "updater.channel", STRING),
         ({"updater": {"installScriptUrl": 5}}, "updater.installScriptUrl", STRING),
+        ({"supervisor": []}, "supervisor", "expected an object"),
+        ({"supervisor": {"restartOnExit": "no"}}, "supervisor.restartOnExit", BOOLEAN),
+        (
+            {"supervisor": {"healthCheckIntervalSeconds": 60.0}},
+            "supervisor.healthCheckIntervalSeconds",
+            UINT,
+        ),
+        (
+            {"supervisor": {"healthCheckIntervalSeconds": -5}},
+            "supervisor.healthCheckIntervalSeconds",
+            UINT,
+        ),
     ],
 )
 def test_wrong_types_are_parse_errors_naming_the_file_and_key(
@@ -287,6 +304,31 @@ def test_grace_301_is_out_of_range(settings_path: str) -> None:
         f"Error: invalid value for shutdownGraceSeconds in {settings_path}: "
         "must be between 0 and 300 seconds"
     )
+
+
+@pytest.mark.parametrize("interval", [0, 5, 60, 3600])
+def test_health_check_off_or_in_range_is_accepted(settings_path: str, interval: int) -> None:
+    write(settings_path, json.dumps({"supervisor": {"healthCheckIntervalSeconds": interval}}))
+    assert load_settings(settings_path).health_check_interval_s == interval
+
+
+@pytest.mark.parametrize("interval", [1, 4, 3601])
+def test_health_check_out_of_range(settings_path: str, interval: int) -> None:
+    data = json.dumps({"supervisor": {"healthCheckIntervalSeconds": interval}})
+    err = strict_error(settings_path, data)
+    assert err.message == invalid(
+        settings_path,
+        "supervisor.healthCheckIntervalSeconds",
+        "must be 0 (off) or between 5 and 3600 seconds",
+    )
+    write(settings_path, data)
+    settings, warnings = load_settings_leniently(settings_path)
+    assert settings.health_check_interval_s == 60
+    reason = "must be 0 (off) or between 5 and 3600 seconds"
+    assert warnings == [
+        f"ignoring invalid settings {settings_path}: "
+        f"invalid value for supervisor.healthCheckIntervalSeconds: {reason}",
+    ]
 
 
 def test_interval_zero_is_not_positive(settings_path: str) -> None:
