@@ -325,9 +325,9 @@ def test_health_check_out_of_range(settings_path: str, interval: int) -> None:
     settings, warnings = load_settings_leniently(settings_path)
     assert settings.health_check_interval_s == 60
     reason = "must be 0 (off) or between 5 and 3600 seconds"
+    key = "supervisor.healthCheckIntervalSeconds"
     assert warnings == [
-        f"ignoring invalid settings {settings_path}: "
-        f"invalid value for supervisor.healthCheckIntervalSeconds: {reason}",
+        f"ignoring invalid settings {settings_path}: invalid value for {key}: {reason}"
     ]
 
 
