@@ -766,6 +766,10 @@ def test_disabled_auto_update_ends_the_scheduled_updater(
     home = fake_home
     use_hooks(home)
     configure(home, script_server, autoUpdateEnabled=False)
+    # Supervision keeps an updater too (SPEC §14.1): it ends only with both off.
+    settings = json.loads(Path(home.paths.settings).read_text())
+    settings["supervisor"] = {"restartOnExit": False}
+    Path(home.paths.settings).write_text(json.dumps(settings))
     updater = spawn_updater(home)
     wait_for(lambda: not is_alive(updater), what="the updater to exit at its first cycle")
     assert updater_record(home) is None
