@@ -26,12 +26,14 @@ When to exec (the choice, and why)::
 
 ``pip install -U`` and ``apt upgrade`` write a package's files one after the other;
 exec'ing in the middle would start the new image on a half-written tree and kill the
-updater with an ImportError (the same pid: nothing would restart it). So a change must
-hold still for ``SETTLE_S`` first: two equal fingerprints that far apart, with none
-different in between. Both package managers write a whole package in well under that.
-Before the exec every ``.py`` file of the new tree must compile, which catches a
-truncated file the quiet period missed; a tree that does not is tried again only at
-the next periodic check, by which time the install has finished or failed for good.
+updater with an ImportError (no supervision until a command starts another). So a
+change must hold still for ``SETTLE_S`` first: two equal fingerprints that far apart,
+with none different in between; pip and dpkg write a package of this size in well
+under that.
+Before the exec every ``.py`` file of the new tree must also compile, which catches a
+truncated file that a slower install left longer than the quiet period; such a tree is
+tried again only at the next periodic check, by which time the install has finished
+or failed for good.
 """
 
 from __future__ import annotations
@@ -63,7 +65,8 @@ SETTLE_S = 2.0  # quiet time a changed tree needs before we exec into it; never 
 CHANGED_SHOWN = 10  # changed files named in the self_upgrade event
 
 _VERSION = re.compile(rb"""^__version__\s*=\s*["']([^"'\n]+)["']""", re.MULTILINE)
-_METADATA_DIR = re.compile(r"^codex[-_]daemonkit(-[^-]+)?\.(dist|egg)-info$", re.IGNORECASE)
+# codex_daemonkit-0.1.0.dist-info (pip), codex_daemonkit-0.1.0[-py3.11].egg-info (distros)
+_METADATA_DIR = re.compile(r"^codex[-_]daemonkit(-.+)?\.(dist|egg)-info$", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)

@@ -146,6 +146,7 @@ def test_installed_metadata_next_to_the_packages_is_part_of_the_fingerprint(
     for name in ("METADATA", "RECORD"):
         with open(os.path.join(metadata, name), "w") as f:
             f.write("0.1.0\n")
+    os.mkdir(os.path.join(site, "codex_daemonkit_extras-1.0.dist-info"))  # not ours either
     other = os.path.join(site, "packaging-24.0.dist-info")
     os.mkdir(other)
     with open(os.path.join(other, "RECORD"), "w") as f:
