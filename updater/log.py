@@ -45,6 +45,7 @@ Event = Literal[
     "unexpected_exit",
     "health_check_failed",
     "gave_up",
+    "self_upgrade",
 ]
 
 

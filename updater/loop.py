@@ -10,10 +10,12 @@ States of the process::
     serving --SIGTERM / updates and supervision both off / --once done--> exit
                                                         (record, socket removed)
     serving --validated restart with a changed binary--> re-exec (same pid, record kept)
+    serving --the kit on disk changed and held still, while idle--> re-exec (the same)
 
 The only wake-ups are SIGTERM, a connection, the server's exit and the deadlines of
-the next cycle (only with auto-update on), a due restart and the health check: no
-periodic timers while idle.
+the next cycle (only with auto-update on), a due restart, the health check and the
+self-upgrade check (at least every 10 minutes, SPEC §14.7): no other periodic timers
+while idle.
 """
 
 from __future__ import annotations
@@ -51,6 +53,14 @@ from updater.requests import (
     encode_err,
     encode_ok,
     send_reply,
+)
+from updater.selfupgrade import (
+    SELF_CHECK_S,
+    SelfUpgrade,
+    find_unloadable,
+    kit_package_dirs,
+    take_fingerprint,
+    upgrade_details,
 )
 from updater.state import UpdaterState, load_state, save_state
 from updater.supervisor import Supervisor
@@ -211,6 +221,16 @@ class Updater:
                 save=self.save,
             )
         )
+        # The code this image runs, taken once registered; a one-shot updater exits
+        # instead of re-executing (SPEC §8.8), so it does not look.
+        self.package_dirs = kit_package_dirs()
+        self.upgrade = (
+            None
+            if once
+            else SelfUpgrade(
+                lambda: take_fingerprint(self.package_dirs), period_s=SELF_CHECK_S * self.scale
+            )
+        )
 
     def bind(self) -> int | None:
         """Bind the request socket; an exit code if another updater owns it."""
@@ -268,6 +288,7 @@ class Updater:
             self._schedule(INITIAL_DELAY_S * self.scale)
         while True:
             if not self.once:
+                self._upgrade_if_changed()
                 done = self._follow_settings()
                 if done is not None:
                     return done
@@ -305,6 +326,8 @@ class Updater:
             watched.append(self.server.fileno())
         supervisor = self.supervisor
         deadlines = [self.next_cycle_at]
+        if self.upgrade is not None:
+            deadlines.append(self.upgrade.deadline())
         if supervisor is not None:
             watched += supervisor.fds()
             deadlines.append(supervisor.deadline())
@@ -420,15 +443,51 @@ class Updater:
         if not report.reexec or self.shutdown.requested():
             report.release()
             return 0 if self.shutdown.requested() else None
-        self.save()
-        self.close()
-        error = reexec()
+        error = self._exec_new_image()
         # Only a failed exec gets here; keep serving from this image (SPEC §8.8).
         report.release()
+        self._keep_serving(error)
+        return None
+
+    def _upgrade_if_changed(self) -> None:
+        """Re-exec onto the kit on disk once it changed and held still (SPEC §14.7).
+
+        Called at the top of the loop, where no cycle or restart is in progress. A
+        restart waiting out its backoff, or failed health probes being counted, would be
+        forgotten by the new image: the exec waits until the supervisor is idle again.
+        Returns only if there was nothing to do or the exec failed.
+        """
+        upgrade = self.upgrade
+        if upgrade is None:
+            return
+        changed = upgrade.check()
+        if changed is None or (self.supervisor is not None and not self.supervisor.is_idle()):
+            return
+        if self.shutdown.requested():
+            return  # the exec would drop the SIGTERM; the next wait sees it and exits
+        problem = find_unloadable(self.package_dirs)
+        if problem is not None:
+            upgrade.refuse(changed)
+            self.log.warn_line(f"not re-executing onto the changed kit: {problem}")
+            return
+        self.log.event("self_upgrade", **upgrade_details(upgrade.running, changed))
+        error = self._exec_new_image()
+        upgrade.refuse(changed)
+        self._keep_serving(error)
+
+    def _exec_new_image(self) -> OSError:
+        """Save the state, close the request socket and the watch, and exec (SPEC §8.8);
+        returns only the exec's error."""
+        self.save()
+        self.close()
+        return reexec()
+
+    def _keep_serving(self, error: OSError) -> None:
+        """After a failed exec: log it and serve again from this image (SPEC §8.8); the
+        loop's next turn watches the server again."""
         self.log.stage("reexec", time.monotonic(), error)
         self.log.warn_line(f"failed to re-execute updater {sys.executable}")
         self.bind()
-        return None
 
 
 def run_updater(paths: DaemonPaths, environ: Mapping[str, str], *, once: bool) -> int:

@@ -125,6 +125,11 @@ class Supervisor:
             moments.append(time.monotonic() + POLL_WITHOUT_PIDFD_S)
         return min((m for m in moments if m is not None), default=None)
 
+    def is_idle(self) -> bool:
+        """No restart waiting out its backoff and no failed health probe being counted:
+        nothing that a re-exec of the updater would forget (SPEC §14.7)."""
+        return self.pending is None and self.failed_probes == 0
+
     def close(self) -> None:
         if self.watch is not None:
             self.watch.close()
