@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 import time
 from enum import StrEnum
-from typing import NamedTuple
 
 from daemonkit.errors import StateDirError, UnsafeFileError
 from daemonkit.files import read_state_file, write_atomic
+from daemonkit.value import Value
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Final
 
 __all__ = ["DesiredState", "Intent", "read_desired_state", "read_intent", "write_desired_state"]
 
@@ -36,10 +40,15 @@ def write_desired_state(path: str, state: DesiredState, changed_by: str) -> None
         raise StateDirError(f"failed to write desired state {path}") from exc
 
 
-class Intent(NamedTuple):
-    state: DesiredState
-    changed_at_ms: int
-    changed_by: str
+class Intent(Value):
+    # A Value, not a NamedTuple: every lifecycle command imports this module, and
+    # importing typing costs them about 7 ms (see value.py, test_cli_imports).
+    __slots__ = ("changed_at_ms", "changed_by", "state")
+
+    def __init__(self, *, state: DesiredState, changed_at_ms: int, changed_by: str) -> None:
+        self.state: Final = state
+        self.changed_at_ms: Final = changed_at_ms
+        self.changed_by: Final = changed_by
 
 
 def read_intent(path: str) -> Intent | None:

@@ -74,6 +74,7 @@ def replacement_of(home: Home, old: int) -> int:
         return pid if pid != old and is_alive(pid) else None
 
     pid = wait_for(new_pid, what=f"a server to replace {old}", timeout=20)
+    assert pid is not None  # wait_for returns only a truthy value
     record = home.record()
     assert record is not None
     assert record["processIdentity"] == {"bootId": boot_id(), "startTicks": start_ticks(pid)}
@@ -99,8 +100,8 @@ def supervisor_status(home: Home) -> dict[str, object]:
     "death", ["SIGKILL", "SIGSEGV", "exit 1"], ids=["sigkill", "sigsegv", "exit-1"]
 )
 def test_a_server_that_dies_is_restarted(home: Home, death: str) -> None:
-    exits = {"exit_after": 1.0} if death == "exit 1" else {}
-    release = home.install_fake(witness=str(home.root / WITNESS), **exits)
+    exit_after = 1.0 if death == "exit 1" else None
+    release = home.install_fake(witness=str(home.root / WITNESS), exit_after=exit_after)
     write_settings(home)
     first = start(home)
     assert supervisor_status(home)["state"] == "watching"
@@ -154,8 +155,9 @@ def test_a_user_stop_is_never_undone(home: Home) -> None:
 
     # Many health-check intervals later: still down, the updater still there.
     holds_for(
-        lambda: read_regular(home.paths.app_server.record) is None
-        and server_starts(home) == [first],
+        lambda: (
+            read_regular(home.paths.app_server.record) is None and server_starts(home) == [first]
+        ),
         1.5,
         what="a stopped server stays stopped",
     )
