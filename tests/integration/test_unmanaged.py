@@ -42,7 +42,9 @@ STATUS_RUNNING = (
     '{"status":"running","managedCodexPath":"<bin>","managedCodexVersion":"1.0.0",'
     '"socketPath":"<sock>","cliVersion":"<kitver>","appServerVersion":"2.0.0",'
     '"remoteControlEnabled":false,"desiredState":<desired>,"updater":{"status":"notRunning",'
-    '"autoUpdateEnabled":true,"channel":"script","updateIntervalMinutes":60},"warnings":[]}'
+    '"autoUpdateEnabled":true,"channel":"script","updateIntervalMinutes":60},'
+    '"supervisor":{"state":"off","restartOnExit":true,"restarts":0,"lastExit":null},'
+    '"warnings":[]}'
 )
 
 
