@@ -48,6 +48,7 @@ _SIMPLE_COMMANDS = frozenset(
         "status",
         "enable-remote-control",
         "disable-remote-control",
+        "adopt",
     }
 )
 _PACKAGES = {"daemon": "python-daemon", "sh": "sh", "packaging": "packaging"}
@@ -123,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_LOG_BYTES,
         metavar="N",
         help=f"tail size per log, 1-{MAX_LOG_BYTES} (default {DEFAULT_LOG_BYTES})",
+    )
+    commands.add_parser(
+        "adopt",
+        help="make the unmanaged Codex app-server that answers on the socket a managed one",
     )
     return parser
 
@@ -216,6 +221,7 @@ def _run(args: argparse.Namespace | SimpleNamespace) -> JsonOutput:
                 "restart": daemon.restart,
                 "stop": daemon.stop,
                 "version": daemon.version,
+                "adopt": daemon.adopt,
             }[args.command]
             return command()
 

@@ -21,6 +21,7 @@ in so that ``except OSError`` or ``except TimeoutError`` in callers keeps workin
     │   └── ProbeTimeoutError (TimeoutError)
     ├── NotReadyError              the app-server did not become ready after a spawn
     ├── UnmanagedServerError       a server answers but no pid record manages it
+    ├── AdoptError                 the server that answers cannot be adopted
     ├── ManagedCodexError          the managed Codex binary is missing or misbehaves
     ├── InstallError               an install (npm or script channel) failed
     │   └── VerificationError      the candidate release failed its --version check
@@ -39,6 +40,7 @@ import errno
 import os
 
 __all__ = [
+    "AdoptError",
     "DaemonError",
     "HomeError",
     "HomeNotDirectoryError",
@@ -160,6 +162,14 @@ class NotReadyError(DaemonError):
 
 class UnmanagedServerError(DaemonError):
     """An app-server answers on the control socket but no pid record manages it."""
+
+
+class AdoptError(DaemonError):
+    """The server answering on the control socket is not one ``adopt`` may manage.
+
+    Not our user's, not visible, gone, not a Codex app-server, or silent; the message
+    says which: ``cannot adopt the app server on <sock>: <why>`` (SPEC §14.12).
+    """
 
 
 class ManagedCodexError(DaemonError):

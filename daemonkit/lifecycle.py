@@ -1,4 +1,4 @@
-"""start, restart, stop and version: the only place that composes effects (SPEC §2.5-§2.8).
+"""start, restart, stop, version, adopt: the only place composing effects (SPEC §2.5-§2.8, §14.12).
 
 Each public command takes the operation lock where the spec says so, then follows
 the spec's numbered steps; everything it decides is decided by small functions it
@@ -165,14 +165,20 @@ class Daemon:
             )
         return managed
 
-    def _warn_dedicated_layout(self) -> None:
-        """Point at the Rust daemon when its dedicated layout owns the server (SPEC §2.4)."""
+    def _dedicated_layout_pid(self) -> int | None:
+        """The live server the Rust dedicated layout's ``daemon.pid`` names, if any."""
         try:
             raw = read_state_file(self.paths.rust_dedicated_pid, 64 * 1024)
             record = None if raw is None else parse_pid_record(raw)
         except (OSError, PidRecordError):
-            return
+            return None
         if record is not None and record_matches(record, inspect_process(record.pid)):
+            return record.pid
+        return None
+
+    def _warn_dedicated_layout(self) -> None:
+        """Point at the Rust daemon when its dedicated layout owns the server (SPEC §2.4)."""
+        if self._dedicated_layout_pid() is not None:
             self.warn(
                 "a Codex daemon using the dedicated package layout manages this CODEX_HOME; "
                 "use codex app-server daemon"
@@ -357,3 +363,29 @@ class Daemon:
         load_settings(self.paths.settings)
         info = probe(self.paths.socket)
         return self._output(LifecycleStatus.RUNNING, managed=self.managed(), info=info)
+
+    def adopt(self) -> LifecycleOutput:
+        """SPEC §14.12: record the unmanaged server that answers on the socket, so that
+        every command, and the supervisor, manage it from now on."""
+        from daemonkit.adopt import find_listener, record_listener  # noqa: PLC0415 - see probe_ok
+
+        with self.lock(self.effective_grace_s()):
+            settings = load_settings(self.paths.settings)
+            if not self.managed():
+                sock = self.paths.socket
+                listener = find_listener(sock, dedicated_pid=self._dedicated_layout_pid())
+                if listener is None:
+                    return self._output(LifecycleStatus.NOT_RUNNING, managed=False)
+                # Adopting says "keep this one running", as start does (SPEC §3.8).
+                self.write_intent(DesiredState.RUNNING, "adopt")
+                if record_listener(self.paths.app_server, listener, sock):
+                    self.ensure_updater(settings)  # the supervisor watches it at once
+                    return self._output(
+                        LifecycleStatus.ADOPTED, managed=True, pid=listener.pid, info=listener.info
+                    )
+            # Managed already, as start's step 5 finds it (SPEC §2.5).
+            bin_path = managed_bin_path(self.paths)
+            info = self._wait_until_ready(None, bin_path, self.paths.app_server.log)
+            self.write_intent(DesiredState.RUNNING, "adopt")
+            self.ensure_updater(settings)
+            return self._output(LifecycleStatus.ALREADY_RUNNING, managed=True, info=info)

@@ -49,6 +49,7 @@ class LifecycleStatus(StrEnum):
     STOPPED = "stopped"
     NOT_RUNNING = "notRunning"
     RUNNING = "running"
+    ADOPTED = "adopted"
 
 
 class ServerStatus(StrEnum):
@@ -93,7 +94,7 @@ class LifecycleOutput(Value):
         self.managed_codex_version: Final = managed_codex_version
         self.socket_path: Final = socket_path
         self.cli_version: Final = cli_version
-        self.pid: Final = pid  # only when this invocation spawned the server
+        self.pid: Final = pid  # only when this invocation spawned or adopted the server
         self.app_server_version: Final = app_server_version  # omitted for stopped / notRunning
 
     def to_json(self) -> dict[str, object]:

@@ -36,8 +36,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AppServerInfo",
+    "PeerCredentials",
     "WebSocketConnection",
+    "connect_unix",
     "parse_user_agent_version",
+    "peer_credentials",
     "probe",
 ]
 
@@ -46,6 +49,7 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 MAX_HEADER_BYTES = 64 * 1024
 SUN_PATH_MAX = 107
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+_UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 _OP_CONT, _OP_TEXT, _OP_BINARY, _OP_CLOSE, _OP_PING, _OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 
 
@@ -100,6 +104,32 @@ def connect_unix(path: str, timeout_s: float) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+class PeerCredentials(Value):
+    """Who is at the other end of a connected Unix socket, as the kernel recorded it."""
+
+    __slots__ = ("gid", "pid", "uid")
+
+    def __init__(self, *, pid: int, uid: int, gid: int) -> None:
+        self.pid: Final = pid
+        self.uid: Final = uid
+        self.gid: Final = gid
+
+
+def peer_credentials(sock: socket.socket) -> PeerCredentials | None:
+    """SO_PEERCRED of a connected Unix socket; None where the platform has none (macOS).
+
+    On a client's socket it names the process that called ``listen()`` on the server's,
+    as it was then; on an accepted socket, the client that called ``connect()``. A
+    peer in a pid namespace this process cannot see has pid 0.
+    """
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
+    except (OSError, AttributeError):  # AttributeError: no SO_PEERCRED constant at all
+        return None
+    pid, uid, gid = _UCRED.unpack(raw)
+    return PeerCredentials(pid=pid, uid=uid, gid=gid)
 
 
 class WebSocketConnection:

@@ -24,12 +24,15 @@ __all__ = [
     "ProcessCommand",
     "ProcessSnapshot",
     "boot_id",
+    "find_executable",
     "format_lstart",
     "inspect_process",
     "is_codex_app_server",
     "is_updater",
     "read_command",
     "record_matches",
+    "runs_codex_app_server",
+    "with_argv0_from_path",
 ]
 
 # ``ps -o lstart=`` prints C-locale names whatever LANG says; spelling them out keeps
@@ -233,6 +236,61 @@ def is_codex_app_server(argv: Sequence[str], exe: str, realpath: Callable[[str],
     args = _codex_args(argv, exe, realpath)
     rest = None if args is None else _after_app_server(args)
     return rest is not None and list(rest[:1]) != ["daemon"]
+
+
+def find_executable(name: str, search_path: str, cwd: str) -> str | None:
+    """Where ``execvp`` finds the bare ``name``: the first executable regular file
+    ``<dir>/<name>`` over the directories of ``search_path``, a relative one (or the
+    empty entry, meaning the current directory) taken against ``cwd``."""
+    for directory in search_path.split(os.pathsep):
+        candidate = os.path.join(cwd, directory, name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def _environ_value(pid: int, key: str) -> str | None:
+    """``key`` in the environment ``pid`` was started with; None if absent or unreadable."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    prefix = os.fsencode(key) + b"="
+    for entry in raw.split(b"\0"):
+        if entry.startswith(prefix):
+            return os.fsdecode(entry[len(prefix) :])
+    return None
+
+
+def with_argv0_from_path(pid: int, argv: tuple[str, ...]) -> tuple[str, ...]:
+    """``argv`` with a bare argv[0] replaced by where ``pid``'s own PATH finds it.
+
+    ``codex app-server`` typed in a shell, or run by a client through PATH, names its
+    program without a slash, which ``_runs_argv0`` cannot check. The PATH the process
+    was started with is normally the one its parent searched; should it not be, the
+    file found is not the running executable and the argv still does not count, so a
+    wrong guess can refuse a process but never pass one off as another. Without PATH,
+    ``execvp`` searches ``os.defpath``.
+    """
+    if not argv or "/" in argv[0]:
+        return argv
+    search_path = _environ_value(pid, "PATH")
+    found = find_executable(
+        argv[0], os.defpath if search_path is None else search_path, f"/proc/{pid}/cwd"
+    )
+    return argv if found is None else (found, *argv[1:])
+
+
+def runs_codex_app_server(pid: int, command: ProcessCommand) -> bool:
+    """True iff ``command``, read from /proc for ``pid``, is a Codex app-server, with a
+    bare argv[0] first looked up on the process's own PATH.
+
+    This is adopt's check (SPEC §14.12), for a server the kit did not start. A legacy
+    record's kind check (``_is_of_kind``) keeps the stricter ``is_codex_app_server``.
+    """
+    argv = with_argv0_from_path(pid, command.argv)
+    return is_codex_app_server(argv, command.exe, _resolver(pid))
 
 
 def is_kit_updater(argv: Sequence[str]) -> bool:

@@ -457,7 +457,10 @@ def _daemon_page() -> Page:
                 "An app-server is managed when its pid record names a live process with the "
                 "recorded identity; only managed processes are ever signalled. A server that "
                 "answers on the control socket without such a record is reported as "
-                "unmanaged and is never stopped or restarted."
+                "unmanaged and is never stopped or restarted, until "
+                f"{bold('codex-daemon adopt')} records it: only a Codex app-server of the "
+                "same user is adopted, and from then on every command, and the updater's "
+                "supervision, manage it."
             ),
         ),
         sections=(

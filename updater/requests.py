@@ -22,13 +22,13 @@ import json
 import os
 import socket
 import stat
-import struct
 import time
 from dataclasses import dataclass
 from enum import Enum, auto
 from typing import TYPE_CHECKING
 
 from daemonkit.files import make_private_dirs
+from daemonkit.probe import peer_credentials
 
 if TYPE_CHECKING:
     from updater.log import EventLog
@@ -48,7 +48,6 @@ SUN_PATH_MAX = 107
 REQUEST_LIMIT = 64
 REQUEST_READ_S = 2.0
 LISTEN_BACKLOG = 8
-_UCRED = struct.Struct("3i")
 
 
 class Request(Enum):
@@ -165,13 +164,11 @@ class RequestServer:
         return conn, request
 
     def _peer_is_us(self, conn: socket.socket) -> bool:
-        try:
-            raw = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
-        except OSError:
+        peer = peer_credentials(conn)
+        if peer is None:
             return True  # no SO_PEERCRED (macOS): the 0600 socket mode is the guard
-        pid, uid, _ = _UCRED.unpack(raw)
-        if uid != os.geteuid():
-            self._log.warn_line(f"refused updater request from pid {pid} of uid {uid}")
+        if peer.uid != os.geteuid():
+            self._log.warn_line(f"refused updater request from pid {peer.pid} of uid {peer.uid}")
             return False
         return True
 

@@ -483,6 +483,7 @@ EVERY_COMMAND = [
     ["enable-remote-control"],
     ["disable-remote-control"],
     ["update", "--yes"],
+    ["adopt"],
 ]
 
 

@@ -90,3 +90,11 @@ def test_the_driver_sees_what_a_command_loads(fake_home: Home) -> None:
     done = run_driver(fake_home, "logs", "--bytes", "10")
     assert done.returncode == 0, done.stderr
     assert "argparse" in json.loads(done.stderr.rpartition("\nLOADED ")[2])
+
+
+def test_adopt_stays_lean(fake_home: Home) -> None:
+    # Nothing to adopt, then a managed server: neither loads more than start does.
+    assert_none_loaded(loaded_by(fake_home, "adopt"), NEVER, "adopt of nothing")
+    assert fake_home.run("start").returncode == 0
+    adopt = loaded_by(fake_home, "adopt")
+    assert_none_loaded(adopt, NEVER + CACHED, "adopt of a managed server")

@@ -98,6 +98,12 @@ def test_spec_example_started() -> None:
             '{"status":"running",' + COMMON + ',"appServerVersion":"0.169.0"}',
         ),
         (
+            lifecycle(LifecycleStatus.ADOPTED, managed=True, pid=4242, app="0.170.0"),
+            '{"status":"adopted","backend":"pid","pid":4242,'
+            + COMMON
+            + ',"appServerVersion":"0.170.0"}',
+        ),
+        (
             lifecycle(LifecycleStatus.STOPPED, managed=True),
             '{"status":"stopped","backend":"pid",' + COMMON + "}",
         ),
@@ -120,6 +126,7 @@ def test_spec_example_started() -> None:
         "alreadyRunning-unmanaged",
         "running-managed",
         "running-unmanaged",
+        "adopted",
         "stopped",
         "notRunning",
         "notRunning-version-null",
@@ -137,6 +144,7 @@ def test_lifecycle_statuses_are_camel_case() -> None:
         "stopped",
         "notRunning",
         "running",
+        "adopted",
     ]
 
 

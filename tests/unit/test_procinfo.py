@@ -22,6 +22,7 @@ from daemonkit.procinfo import (
     ProcessCommand,
     ProcessSnapshot,
     boot_id,
+    find_executable,
     format_lstart,
     inspect_process,
     is_codex_app_server,
@@ -29,8 +30,10 @@ from daemonkit.procinfo import (
     parse_lstart,
     read_command,
     record_matches,
+    runs_codex_app_server,
     snapshot_identity,
     start_ticks,
+    with_argv0_from_path,
 )
 from tests.harness import cmdline, wait_for
 
@@ -539,3 +542,95 @@ def test_read_command_of_a_gone_process_is_none(home: Home) -> None:
     process.kill()
     process.wait()
     assert read_command(process.pid) is None
+
+
+# -- a bare argv[0], found on the process's own PATH (adopt, SPEC §14.12) -------------------
+
+
+def executable(path: Path, *, mode: int = 0o755) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/bin/sh\n")
+    path.chmod(mode)
+    return path
+
+
+def test_find_executable_takes_the_first_executable_file(tmp_path: Path) -> None:
+    executable(tmp_path / "a" / "codex", mode=0o644)  # not executable: skipped
+    (tmp_path / "b" / "codex").mkdir(parents=True)  # a directory: skipped
+    found = executable(tmp_path / "c" / "codex")
+    executable(tmp_path / "d" / "codex")  # later in PATH: shadowed
+    dirs = ":".join(str(tmp_path / d) for d in "abcd")
+    assert find_executable("codex", dirs, "/") == str(found)
+    assert find_executable("codex", str(tmp_path / "a"), "/") is None
+    assert find_executable("other", dirs, "/") is None
+
+
+def test_find_executable_reads_relative_and_empty_entries_against_cwd(tmp_path: Path) -> None:
+    executable(tmp_path / "bin" / "codex")
+    assert find_executable("codex", "bin", str(tmp_path)) == str(tmp_path / "bin" / "codex")
+    executable(tmp_path / "codex")
+    # An empty entry is the current directory, as for execvp.
+    assert find_executable("codex", ":/nonexistent", str(tmp_path)) == str(tmp_path / "codex")
+
+
+@pytest.fixture
+def bare_codex(home: Home, tmp_path: Path) -> tuple[int, Path]:
+    """A binary named ``codex`` (a copy of bash), started through PATH as
+    ``codex -c 'sleep 60; :' app-server``: argv[0] is the bare name, as when a client
+    runs ``codex app-server`` without a path. The second command keeps bash itself
+    running instead of exec'ing sleep."""
+    bash = shutil.which("bash")
+    assert bash is not None
+    binary = tmp_path.resolve() / "bin" / "codex"
+    binary.parent.mkdir()
+    shutil.copy(bash, binary)
+    home.extra_env["PATH"] = f"{binary.parent}{os.pathsep}{os.environ['PATH']}"
+    process = home.spawn_marked(["codex", "-c", "sleep 60; :", "app-server"], group=True)
+    wait_until_exec_done(process.pid, "app-server")
+    return process.pid, binary
+
+
+def test_a_bare_argv0_is_found_on_the_process_path(bare_codex: tuple[int, Path]) -> None:
+    pid, binary = bare_codex
+    command = read_command(pid)
+    assert command is not None
+    assert command.argv[0] == "codex"
+    assert with_argv0_from_path(pid, command.argv) == (str(binary), *command.argv[1:])
+    assert runs_codex_app_server(pid, command)
+    # Records keep the stricter check: a bare name does not count there.
+    assert not is_codex_app_server(command.argv, command.exe, os.path.realpath)
+
+
+def test_a_bare_argv0_that_path_finds_elsewhere_does_not_count(home: Home, tmp_path: Path) -> None:
+    # PATH names another `codex` than the one running: the lookup must not pass the
+    # running binary off as a Codex.
+    bash = shutil.which("bash")
+    assert bash is not None
+    running = tmp_path.resolve() / "real" / "codex"
+    running.parent.mkdir()
+    shutil.copy(bash, running)
+    other = executable(tmp_path.resolve() / "other" / "codex")
+    home.extra_env["PATH"] = f"{other.parent}{os.pathsep}{os.environ['PATH']}"
+    process = home.spawn_marked(
+        ["codex", "-c", "sleep 60; :", "app-server"], executable=str(running), group=True
+    )
+    wait_until_exec_done(process.pid, "app-server")
+    command = read_command(process.pid)
+    assert command is not None
+    assert command.exe == str(running)
+    assert with_argv0_from_path(process.pid, command.argv)[0] == str(other)
+    assert not runs_codex_app_server(process.pid, command)
+
+
+def test_an_argv0_with_a_slash_is_left_alone(app_server: ProcessSnapshot) -> None:
+    command = read_command(app_server.pid)
+    assert command is not None
+    assert with_argv0_from_path(app_server.pid, command.argv) == command.argv
+    assert runs_codex_app_server(app_server.pid, command)
+
+
+def test_a_process_that_is_no_codex_is_not_a_server(sleeper: ProcessSnapshot) -> None:
+    # `sleep` is found on PATH, but it is not named codex.
+    command = read_command(sleeper.pid)
+    assert command is not None
+    assert not runs_codex_app_server(sleeper.pid, command)
