@@ -382,7 +382,7 @@ _SETTINGS = Section(
         ),
         Item(
             bold("updater.autoUpdateEnabled") + " (boolean, default true)",
-            ("Keep an updater running next to the app-server.",),
+            ("Install new Codex releases on a schedule and restart the app-server onto them.",),
         ),
         Item(
             bold("updater.updateIntervalMinutes") + " (integer 1 or more, default 60)",
@@ -398,6 +398,25 @@ _SETTINGS = Section(
             + bold("https://chatgpt.com/codex/install.sh")
             + ")",
             ("The installer script of the script channel; https only, or file://.",),
+        ),
+        Item(
+            bold("supervisor.restartOnExit") + " (boolean, default true)",
+            (
+                (
+                    "Restart an app-server that dies on its own (at once, then after 1, 2, 4 "
+                    "up to 60 seconds; five exits within five minutes give up until the next "
+                    "start). An updater runs when this or updater.autoUpdateEnabled is true."
+                ),
+            ),
+        ),
+        Item(
+            bold("supervisor.healthCheckIntervalSeconds") + " (0, or 5 to 3600, default 60)",
+            (
+                (
+                    "Probe the app-server this often; three failed probes of a live server "
+                    "stop and restart it. 0 turns the health check off."
+                ),
+            ),
         ),
     ),
 )
@@ -501,7 +520,8 @@ def _updater_page() -> Page:
         extra_description=(
             (
                 f"{bold('codex-daemon')} starts the updater detached next to the app-server "
-                "when updater.autoUpdateEnabled is true; it can also run under systemd. Only "
+                "when updater.autoUpdateEnabled or supervisor.restartOnExit is true; it can "
+                "also run under systemd. Only "
                 "one updater runs per Codex home: a second one exits with status 0. An "
                 "updater that finds no pid record registers itself in "
                 f"{bold('app-server-updater.pid')}."
@@ -511,7 +531,10 @@ def _updater_page() -> Page:
                 "updater.updateIntervalMinutes. A new release is installed, the running "
                 "managed app-server is restarted onto it and must report the new version, "
                 "or the previous release is restored. A server the user stopped is never "
-                "started. The updater exits when updater.autoUpdateEnabled becomes false."
+                "started. The updater also supervises: it waits on the app-server's exit and "
+                "restarts a server that died on its own, and it re-executes itself when the "
+                "kit on disk is upgraded. It exits when updater.autoUpdateEnabled and "
+                "supervisor.restartOnExit are both false."
             ),
         ),
         sections=(
