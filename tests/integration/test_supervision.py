@@ -251,3 +251,57 @@ def test_a_running_updater_watches_a_server_a_command_started_within_a_second(
     replacement_of(home, second)
     assert time.monotonic() - killed_at < 5
     del first
+
+
+def voluntary_switches(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("voluntary_ctxt_switches:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no voluntary_ctxt_switches for {pid}")
+
+
+def initialize_requests(home: Home, server: int) -> int:
+    raw = read_regular(str(home.root / WITNESS)) or b""
+    return sum(
+        1
+        for line in raw.splitlines()
+        if (event := json.loads(line))["event"] == "request"
+        and event["pid"] == server
+        and event.get("method") == "initialize"
+    )
+
+
+@pytest.mark.parametrize("interval", [0, 5], ids=["health-check-off", "health-check-on"])
+def test_an_idle_supervisor_wakes_only_for_its_health_check(home: Home, interval: int) -> None:
+    # Scale 0.05: a 5 s interval is 0.25 s; the self-upgrade check (10 min) is 30 s away.
+    home.extra_env.update({"CODEX_DAEMONKIT_TEST_HOOKS": "1", "CODEX_DAEMONKIT_TIME_SCALE": "0.05"})
+    home.install_fake(witness=str(home.root / WITNESS))
+    write_settings(home, healthCheckIntervalSeconds=interval)
+    server = start(home)
+    updater = scheduled_updater(home)
+    # Let the start-up settle: the command's notification and the updater's own start
+    # are handled once its switch count stands still for a moment.
+    wait_for(lambda: supervisor_status(home)["state"] == "watching", what="watching")
+    settled = [voluntary_switches(updater)]
+
+    def standing_still() -> bool:
+        time.sleep(0.3)
+        settled.append(voluntary_switches(updater))
+        return settled[-1] == settled[-2] or interval != 0
+
+    wait_for(standing_still, what="the updater to go idle")
+    probes_before = initialize_requests(home, server)
+    switches_before = voluntary_switches(updater)
+    window_s = 2.5
+    deadline = time.monotonic() + window_s
+    while time.monotonic() < deadline:
+        time.sleep(0.1)  # the test only observes; it must not wake the updater
+    probes = initialize_requests(home, server) - probes_before
+    switches = voluntary_switches(updater) - switches_before
+    print(f"interval {interval}: {probes} probes, {switches} voluntary switches in {window_s} s")
+    if interval == 0:
+        assert probes == 0
+        assert switches == 0
+    else:
+        expected = window_s / (interval * 0.05)  # one probe per interval: 10
+        assert expected * 0.6 <= probes <= expected * 1.2
