@@ -86,7 +86,13 @@ def test_update_moves_the_running_server_to_npm_latest(home: Home) -> None:
     assert installed["managedCodexVersion"] == OLD_VERSION
     Path(home.paths.state_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
     Path(home.paths.settings).write_text(
-        json.dumps({"updater": {"channel": "npm", "autoUpdateEnabled": False}})
+        # No updates and no supervision: no updater until `update` spawns a one-shot one.
+        json.dumps(
+            {
+                "updater": {"channel": "npm", "autoUpdateEnabled": False},
+                "supervisor": {"restartOnExit": False},
+            }
+        )
     )
 
     started = home.run("start").json
