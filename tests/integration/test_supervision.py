@@ -24,6 +24,7 @@ from tests.harness import (
     read_regular,
     scheduled_updater,
     start_ticks,
+    try_operation_lock,
     updater_pid,
     wait_for,
 )
@@ -305,3 +306,40 @@ def test_an_idle_supervisor_wakes_only_for_its_health_check(home: Home, interval
     else:
         expected = window_s / (interval * 0.05)  # one probe per interval: 10
         assert expected * 0.6 <= probes <= expected * 1.2
+
+
+@pytest.mark.parametrize("order", ["stop-waits-with-the-supervisor", "stop-after-the-restart"])
+def test_a_stop_racing_a_supervised_restart_for_the_lock_leaves_nothing(
+    home: Home, order: str
+) -> None:
+    """SPEC §14.3/§14.4: whoever takes daemon.lock first, the user's stop has the last word."""
+    home.install_fake(witness=str(home.root / WITNESS))
+    write_settings(home)
+    first = start(home)
+    with try_operation_lock(home) as held:
+        assert held
+        os.kill(first, signal.SIGKILL)
+        wait_for(lambda: not is_alive(first), what="the server to die")
+        if order == "stop-waits-with-the-supervisor":
+            # Both wait for the lock; either may get it first.
+            stopper = home.popen("stop")
+            holds_for(lambda: stopper.poll() is None, 0.3, what="stop waits for the lock")
+        else:
+            stopper = None
+    if stopper is None:
+        # The supervisor gets the lock first and restarts; the stop then stops that one.
+        wait_for(lambda: len(server_starts(home)) == 2, what="the supervised restart")
+        stopped = home.run("stop").json
+    else:
+        out, err = stopper.communicate(timeout=60)
+        assert stopper.returncode == 0, err
+        stopped = json.loads(out)
+    assert stopped["status"] in ("stopped", "notRunning")
+    holds_for(
+        lambda: (
+            read_regular(home.paths.app_server.record) is None
+            and all(not is_alive(pid) for pid in server_starts(home))
+        ),
+        1.0,
+        what="no server after the stop",
+    )
