@@ -1,7 +1,7 @@
 """Supervision figures (SPEC §11, §14.11): recovery after SIGKILL, unavailability, idle updater.
 
-Usage: /work/venv/bin/python benchmarks/supervision.py [--kills 20] [--events 10]
-           [--idle-seconds 60] [--warmup 1] [--only SECTION] [--no-real] [--json PATH]
+Usage: python benchmarks/supervision.py [--kills 20] [--events 10]
+       [--idle-seconds 60] [--warmup 1] [--only SECTION] [--no-real] [--json PATH]
 
 Sections (``--only`` picks some; all by default), on the fake codex and, unless
 --no-real, on the real Codex 0.169.0 (DK_REAL_CODEX or .ci-cache, as `bash .ci/run`
