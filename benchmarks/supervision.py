@@ -600,9 +600,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             server.close()
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
 
+    measured_events = results.recovery or results.unavailability
+    warmup = f"; +{args.warmup} warm-up per series" if measured_events else ""
     print(
         f"codex-daemonkit {__version__}, Python {platform.python_version()}, "
-        f"{platform.machine()}, {os.cpu_count()} CPUs; +{args.warmup} warm-up per series"
+        f"{platform.machine()}, {os.cpu_count()} CPUs{warmup}"
     )
     print(render(results, args))
     if args.json:
