@@ -481,6 +481,16 @@ def _daemon_page() -> Page:
                 "same user is adopted, and from then on every command, and the updater's "
                 "supervision, manage it."
             ),
+            (
+                "The updater supervises the managed app-server: one that dies on its own is "
+                "started again as start would start it, at once the first time, then after "
+                "1, 2, 4 up to 60 seconds; five exits within five minutes make it give up "
+                "until the next start, restart or bootstrap. It never restarts after a stop. "
+                f"{bold('codex-daemon status')} reports it under {bold('supervisor')}: "
+                f"{bold('state')} (watching, restarting, backingOff, gaveUp or off), "
+                f"{bold('restartOnExit')}, {bold('restarts')} since the last user start, and "
+                f"{bold('lastExit')} (time, pid and reason of the last unexpected exit)."
+            ),
         ),
         sections=(
             Section(
