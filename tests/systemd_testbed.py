@@ -53,6 +53,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pytest
+
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
@@ -236,17 +238,22 @@ class BootedSystem:
 
     # -- the upper layer, written while powered off --------------------------------
 
-    def write(self, path: str, text: str) -> None:
-        """Put a file into the upper layer: what the next boot sees at ``path``."""
+    def in_upper(self, path: str) -> Path:
+        """Where ``path`` goes in the upper layer, its directory made. Only while powered
+        off: the overlay's behaviour when its layers change under it is undefined."""
         if self.pid is not None:
-            raise BootedSystemError(f"cannot write {path} into the upper layer while booted")
+            raise BootedSystemError(f"cannot change {path} in the upper layer while booted")
         target = self.upper / path.lstrip("/")
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text)
+        return target
+
+    def write(self, path: str, text: str) -> None:
+        """Put a file into the upper layer: what the next boot sees at ``path``."""
+        self.in_upper(path).write_text(text)
 
     def mask(self, unit: str) -> None:
-        link = self.upper / "etc/systemd/system" / unit
-        link.parent.mkdir(parents=True, exist_ok=True)
+        """Mask ``unit`` for the next boot."""
+        link = self.in_upper(f"/etc/systemd/system/{unit}")
         link.unlink(missing_ok=True)
         link.symlink_to("/dev/null")
 
@@ -500,8 +507,9 @@ class BootedSystem:
         try:
             self.run(["systemctl", "poweroff"], timeout=timeout)
         except (subprocess.TimeoutExpired, BootedSystemError):
-            pass  # no evidence either way: whether the init exits is (so is its status:
-            # systemd may go before answering the call)
+            # Judged below by whether the init exits; so is a failed call, since
+            # systemd may go before it answers.
+            pass
         try:
             launcher.wait(timeout=max(deadline - time.monotonic(), 0.1))
         except subprocess.TimeoutExpired:
@@ -575,6 +583,14 @@ class BootedSystem:
             point = line.split()[4]
             if point.startswith(prefix):
                 subprocess.run(["umount", "--lazy", point], check=True, timeout=30)
+
+
+def boot_or_skip(system: BootedSystem) -> None:
+    """Boot ``system``; skip the test where the machine refuses (the reason says what)."""
+    try:
+        system.boot()
+    except RefusedError as refused:
+        pytest.skip(f"cannot boot a test systemd here: {refused}")
 
 
 def is_testbed_init(pid: int) -> bool:

@@ -11,17 +11,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.systemd_testbed import BootedSystem, RefusedError
+from tests.systemd_testbed import BootedSystem, boot_or_skip
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-
-
-def boot_or_skip(system: BootedSystem) -> None:
-    try:
-        system.boot()
-    except RefusedError as refused:
-        pytest.skip(f"cannot boot a test systemd here: {refused}")
 
 
 @pytest.fixture(scope="module")

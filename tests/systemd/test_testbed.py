@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness import wait_for
-from tests.systemd.conftest import boot_or_skip
-from tests.systemd_testbed import BootedSystem, booted_inits
+from tests.systemd_testbed import BootedSystem, BootedSystemError, boot_or_skip, booted_inits
 
 pytestmark = [pytest.mark.systemd, pytest.mark.timeout(120)]
 
@@ -139,6 +138,18 @@ def test_poweroff_leaves_no_process_and_no_mount(testbed: BootedSystem) -> None:
     base = testbed.base
     testbed.close()
     assert not base.exists()
+
+
+def test_a_system_that_will_not_power_off_is_killed_by_pid(testbed: BootedSystem) -> None:
+    testbed.mask("poweroff.target")
+    boot_or_skip(testbed)
+    init = testbed.pid
+    assert init is not None
+    namespace = os.readlink(f"/proc/{init}/ns/mnt")
+    with pytest.raises(BootedSystemError, match=f"systemd \\(pid {init}\\) did not power off"):
+        testbed.poweroff(timeout=3)
+    assert init not in booted_inits()
+    assert not processes_in_namespace(namespace)
 
 
 def test_reboot_keeps_what_was_written_inside(testbed: BootedSystem) -> None:
