@@ -11,7 +11,7 @@ SPEC §15.4. The recipe, step by step (``boot()`` runs it; root only)::
               --uts --ipc --net --cgroup
       sh -c '                                    # now pid 1 of the new pid namespace
         mount -t overlay -o lowerdir=/,upperdir=U,workdir=W overlay R
-        mount -t proc proc R/proc;  bind R/proc/sys and R/proc/sysrq-trigger read-only
+        mount -t proc proc R/proc;  bind R/proc/sys (and sysrq-trigger, if any) read-only
         bind /sys read-only on R/sys;  mount -t cgroup2 cgroup2 R/sys/fs/cgroup
         bind /dev read-only on R/dev;  bind a log file on R/dev/console
         mount -t tmpfs tmpfs R/tmp
