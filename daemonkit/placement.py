@@ -36,7 +36,6 @@ cannot pass unchanged and is not moved.
 
 from __future__ import annotations
 
-import re
 from enum import Enum, auto
 
 from daemonkit.value import Value
@@ -56,7 +55,6 @@ __all__ = [
     "session_scope",
 ]
 
-_SESSION_SCOPE = re.compile(r"^session-[A-Za-z0-9]+\.scope$")
 INVOCATION_ID = "INVOCATION_ID"
 
 
@@ -95,7 +93,9 @@ def session_scope(cgroup: str) -> str | None:
         controllers, _, path = rest.partition(":")
         if (hierarchy, controllers) == ("0", "") or controllers == "name=systemd":
             name = path.rstrip("/").rpartition("/")[2]
-            if _SESSION_SCOPE.match(name):
+            session = name.removeprefix("session-").removesuffix(".scope")
+            # logind session ids are ASCII letters and digits ("3", "c12").
+            if name == f"session-{session}.scope" and session.isascii() and session.isalnum():
                 return name
     return None
 
