@@ -235,15 +235,20 @@ def enable_persistence(
         manager.check(
             f"failed to reload the systemd user manager after writing {path}", "daemon-reload"
         )
-    was_enabled = os.path.lexists(wants_link(unit_dir, unit))
-    if changed or not was_enabled:
-        manager.check(f"failed to enable {unit}", "enable", unit)
+    link = wants_link(unit_dir, unit)
+    linked = os.path.lexists(link)
+    enabled_here = linked and os.path.realpath(link) == os.path.realpath(path)
+    if changed or not enabled_here:
+        # A link to another file of that name (the packaged unit, enabled by hand) makes
+        # `enable` fail with "File exists"; reenable replaces it.
+        verb = "reenable" if linked and not enabled_here else "enable"
+        manager.check(f"failed to enable {unit}", verb, unit)
     linger = _turn_linger_on(host, environ, warn)
     if now:
         manager.check(f"failed to start {unit}", "start", unit, timeout_s=START_TIMEOUT_S)
     status = (
         PersistenceStatus.ENABLED
-        if changed or not was_enabled
+        if changed or not enabled_here
         else PersistenceStatus.ALREADY_ENABLED
     )
     return PersistenceOutput(

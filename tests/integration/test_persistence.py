@@ -49,15 +49,21 @@ class FakeManager(UserManager):
         verb, *units = args
         out, code, err = "", 0, ""
         match verb:
-            case "enable":
+            case "enable" | "reenable":
                 (unit,) = units
-                if not (self.host.unit_dir / unit).is_file():
+                path = self.host.unit_dir / unit
+                link = self.host.unit_dir / "default.target.wants" / unit
+                if verb == "reenable":
+                    link.unlink(missing_ok=True)
+                if not path.is_file():
                     code, err = 1, f"Failed to enable unit: Unit file {unit} does not exist.\n"
+                elif link.is_symlink() and link.readlink() != path:
+                    code = 1
+                    err = f"Failed to enable unit: File {link} already exists and is a symlink.\n"
                 else:
-                    link = self.host.unit_dir / "default.target.wants" / unit
                     link.parent.mkdir(parents=True, exist_ok=True)
                     if not link.is_symlink():
-                        link.symlink_to(self.host.unit_dir / unit)
+                        link.symlink_to(path)
             case "disable":
                 (self.host.unit_dir / "default.target.wants" / units[0]).unlink(missing_ok=True)
             case "start":
@@ -246,6 +252,19 @@ def test_a_disabled_unit_with_the_same_text_is_enabled_again(world: World) -> No
     world.host.calls.clear()
     assert world.enable().status is PersistenceStatus.ENABLED
     assert world.host.calls == [("enable", "codex-daemon.service")]
+
+
+def test_the_packaged_unit_enabled_by_hand_is_replaced_by_ours(world: World) -> None:
+    wants = world.unit_dir / "default.target.wants"
+    wants.mkdir(parents=True)
+    (wants / "codex-daemon.service").symlink_to("/usr/lib/systemd/user/codex-daemon.service")
+    assert world.enable().status is PersistenceStatus.ENABLED
+    assert world.host.calls[-1] == ("reenable", "codex-daemon.service")
+    link = wants / "codex-daemon.service"
+    assert link.readlink() == world.unit_dir / "codex-daemon.service"
+    world.host.calls.clear()
+    assert world.enable().status is PersistenceStatus.ALREADY_ENABLED
+    assert world.host.calls == []
 
 
 def test_a_changed_unit_of_ours_is_rewritten(world: World) -> None:
