@@ -50,7 +50,6 @@ if TYPE_CHECKING:
 
 __all__ = ["disable_persistence", "enable_persistence", "persistence_report"]
 
-KIT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # systemctl start/stop wait for the unit's job: TimeoutStartSec/TimeoutStopSec and a margin.
 START_TIMEOUT_S = 130.0
 STOP_TIMEOUT_S = 410.0
@@ -223,6 +222,9 @@ def enable_persistence(
     unit = unit_name(home, default_codex_home(environ))
     unit_dir = _unit_dir(environ)
     path = os.path.join(unit_dir, unit)
+    # Where this kit is imported from: the same root the updater's PYTHONPATH names.
+    from daemonkit.updater_control import KIT_ROOT  # noqa: PLC0415 - enable only
+
     text = render_unit(home, daemon_command(KIT_ROOT, sys.executable, os.path.isfile))
     existing = _read_unit(path)
     if existing is not None and existing != text and not _is_ours(existing):

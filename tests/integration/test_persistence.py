@@ -19,13 +19,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from daemonkit import __version__, persistence
+from daemonkit import __version__
 from daemonkit.errors import SystemdError, UnitFileError
 from daemonkit.output import PersistenceOutput, PersistenceStatus
 from daemonkit.paths import DaemonPaths
 from daemonkit.persistence import disable_persistence, enable_persistence, persistence_report
 from daemonkit.systemd import SystemdHost, ToolResult, UserManager
 from daemonkit.units import GENERATED_MARK, daemon_command, render_unit
+from daemonkit.updater_control import KIT_ROOT
 from tests.harness import REPO
 
 if TYPE_CHECKING:
@@ -186,8 +187,8 @@ def test_usage_errors(home: Home) -> None:
 
 
 def test_this_checkout_is_what_the_unit_runs() -> None:
-    assert str(REPO) == persistence.KIT_ROOT
-    assert daemon_command(persistence.KIT_ROOT, sys.executable, os.path.isfile) == (
+    assert str(REPO) == KIT_ROOT
+    assert daemon_command(KIT_ROOT, sys.executable, os.path.isfile) == (
         sys.executable,
         str(REPO / "bin" / "codex-daemon"),
     )
