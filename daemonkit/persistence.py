@@ -137,13 +137,16 @@ def _remember_linger(note: str | None, user: str) -> str | None:
     return None
 
 
-def _forget_linger(note: str | None) -> None:
+def _forget_linger(note: str | None, warn: Callable[[str], None]) -> None:
     if note is None:
         return
     try:
         os.unlink(note)
     except FileNotFoundError:
         pass
+    except OSError as exc:
+        # Lingering is off already; a stale note only makes a later disable try again.
+        warn(f"failed to remove {note}: {describe_exception(exc)}")
 
 
 def _turn_linger_on(
@@ -195,7 +198,7 @@ def _turn_linger_back(
         if why is not None:
             warn(f"failed to disable lingering for {user} again: {' '.join(why.split())}")
             return True
-    _forget_linger(note)
+    _forget_linger(note, warn)
     return False
 
 
