@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from typing import Final
 
     from daemonkit.paths import PidPaths
+    from daemonkit.placement import ScopeCommand
 
 __all__ = [
     "ProcessHandle",
@@ -120,7 +121,7 @@ def deferred_interrupts() -> Iterator[None]:
 
 
 class SpawnRequest(Value):
-    __slots__ = ("argv", "cwd", "env", "paths", "state_dir", "what")
+    __slots__ = ("argv", "cwd", "env", "paths", "scope", "state_dir", "what")
 
     def __init__(
         self,
@@ -131,6 +132,7 @@ class SpawnRequest(Value):
         env: Mapping[str, str],
         cwd: str,
         what: str,
+        scope: ScopeCommand | None = None,
     ) -> None:
         self.paths: Final = paths
         self.state_dir: Final = state_dir
@@ -138,6 +140,7 @@ class SpawnRequest(Value):
         self.env: Final = env
         self.cwd: Final = cwd
         self.what: Final = what  # "app-server" or "updater", as error texts name it
+        self.scope: Final = scope  # the transient scope to exec into (SPEC §15.2), if any
 
 
 def spawn_recorded(request: SpawnRequest) -> ProcessHandle | Running:
@@ -164,6 +167,7 @@ def spawn_recorded(request: SpawnRequest) -> ProcessHandle | Running:
                     cwd=request.cwd,
                     what=request.what,
                     before_exec=lambda pid, ticks: _record_self(request, pid, ticks),
+                    wrap_exec=None if request.scope is None else request.scope.wrap,
                 )
             finally:
                 os.close(log_fd)

@@ -129,6 +129,20 @@ def build_parser() -> argparse.ArgumentParser:
         "adopt",
         help="make the unmanaged Codex app-server that answers on the socket a managed one",
     )
+    enable = commands.add_parser(
+        "enable",
+        help=(
+            "keep this home's app-server running across logout and reboot: a systemd user "
+            "unit, and lingering"
+        ),
+    )
+    enable.add_argument("--now", action="store_true", help="also start the unit now")
+    disable = commands.add_parser(
+        "disable", help="remove this home's systemd user unit; lingering as it was before enable"
+    )
+    disable.add_argument(
+        "--now", action="store_true", help="also stop the unit, its app-server and its updater"
+    )
     return parser
 
 
@@ -204,6 +218,14 @@ def _run(args: argparse.Namespace | SimpleNamespace) -> JsonOutput:
             from daemonkit.update_client import request_update  # noqa: PLC0415
 
             return request_update(paths, os.environ, assume_yes=args.yes)
+        case "enable" | "disable":
+            from daemonkit.persistence import (  # noqa: PLC0415
+                disable_persistence,
+                enable_persistence,
+            )
+
+            persist = enable_persistence if args.command == "enable" else disable_persistence
+            return persist(paths, os.environ, _warn, now=args.now)
         case "bootstrap" | "enable-remote-control" | "disable-remote-control":
             from daemonkit.lifecycle import Daemon  # noqa: PLC0415
             from daemonkit.remote import bootstrap, set_remote_control_mode  # noqa: PLC0415

@@ -27,6 +27,9 @@ in so that ``except OSError`` or ``except TimeoutError`` in callers keeps workin
     │   └── VerificationError      the candidate release failed its --version check
     ├── RpcError                   a JSON-RPC request on the control socket failed
     ├── UpdaterError               the updater could not be reached or answered an error
+    ├── SystemdError               a systemd tool failed on this home's user unit or linger
+    │   ├── UserManagerUnavailableError   no systemd user manager answers for this user
+    │   └── UnitFileError (OSError)       a user unit file cannot be written, read or removed
     └── InterruptedByUserError     SIGINT, SIGTERM or SIGHUP reached the CLI
 
 Messages are lower-case, name the object and its path, and reuse upstream wording
@@ -61,9 +64,12 @@ __all__ = [
     "SpawnError",
     "StateDirError",
     "StopError",
+    "SystemdError",
+    "UnitFileError",
     "UnmanagedServerError",
     "UnsafeFileError",
     "UpdaterError",
+    "UserManagerUnavailableError",
     "VerificationError",
     "describe_chain",
     "describe_exception",
@@ -194,6 +200,28 @@ class RpcError(DaemonError):
 
 class UpdaterError(DaemonError):
     """The updater process could not be reached or answered with an error."""
+
+
+class SystemdError(DaemonError):
+    """systemctl, loginctl or a unit file failed while enabling or disabling persistence.
+
+    The message names the unit (or the tool and its arguments); the tool's own words are
+    the cause (SPEC §15.1).
+    """
+
+
+class UserManagerUnavailableError(SystemdError):
+    """No systemd user manager answers for this user: not booted with systemd, no
+    runtime directory, or nothing listening on it (``systemd user manager not
+    available: <why>``)."""
+
+
+class UnitFileError(SystemdError, OSError):
+    """A user unit file cannot be written, read or removed, or is not the kit's to touch."""
+
+    def __init__(self, message: str, path: str) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class InterruptedByUserError(DaemonError):

@@ -11,6 +11,8 @@ close-on-exec pipe before it execs::
     E<errno> <text>\\n         anything else failed, exec included; then _exit(127)
 
 EOF on the pipe after a ``P`` line means the exec succeeded (the pipe closed on exec).
+With ``wrap_exec`` the final process execs a wrapper that execs ``argv`` in its place
+(``systemd-run --scope``, SPEC §15.2): the pid, and so the record, stay the same.
 The launcher reaps only its own child (the first of the three forks): the final
 process is re-parented to init and never becomes a zombie of a long-lived kit process.
 """
@@ -122,13 +124,16 @@ def spawn_detached(
     cwd: str,
     what: str = "app-server",
     before_exec: Callable[[int, int], None] | None = None,
+    wrap_exec: Callable[[int, Sequence[str]], Sequence[str]] | None = None,
 ) -> Spawned:
     """Start ``argv`` as a detached session member and group leader.
 
     ``before_exec(pid, start_ticks)`` runs in the final process just before exec; a
-    ``DaemonError`` it raises comes back as ``PidFileError`` with its message. The
-    caller blocks SIGINT/SIGTERM/SIGHUP around this call. Raises ``SpawnError`` with
-    the child's errno if anything else failed.
+    ``DaemonError`` it raises comes back as ``PidFileError`` with its message.
+    ``wrap_exec(pid, argv)``, if given, returns what the final process execs instead:
+    a command that execs ``argv`` in place, keeping the pid. The caller blocks
+    SIGINT/SIGTERM/SIGHUP around this call. Raises ``SpawnError`` with the child's
+    errno if anything else failed.
     """
     umask = os.umask(0o077)
     os.umask(umask)
@@ -146,7 +151,16 @@ def spawn_detached(
         if child == 0:  # pragma: no cover - runs in the forked child, reported over the pipe
             os.close(read_fd)
             _become_daemon_and_exec(
-                daemon, argv, env, cwd, umask, devnull, stderr_fd, write_fd, before_exec
+                daemon,
+                argv,
+                env,
+                cwd,
+                umask,
+                devnull,
+                stderr_fd,
+                write_fd,
+                before_exec,
+                wrap_exec,
             )
         os.close(write_fd)
         opened.remove(write_fd)
@@ -198,6 +212,7 @@ def _become_daemon_and_exec(
     stderr_fd: int,
     report_fd: int,
     before_exec: Callable[[int, int], None] | None,
+    wrap_exec: Callable[[int, Sequence[str]], Sequence[str]] | None,
 ) -> None:
     """Run in the forked child; never returns."""
     try:
@@ -231,11 +246,12 @@ def _become_daemon_and_exec(
             except DaemonError as exc:
                 _report_record_failure(report_fd, exc)
                 os._exit(_EXIT_FAILED)
+        final = list(argv) if wrap_exec is None else list(wrap_exec(os.getpid(), argv))
         _reset_signals()
         for fd in (0, 1, 2):
             os.set_inheritable(fd, True)
         os.write(report_fd, f"P{os.getpid()} {ticks}\n".encode())
-        os.execve(argv[0], list(argv), dict(env))  # noqa: S606 - exec is the launcher's job
+        os.execve(final[0], final, dict(env))  # noqa: S606 - exec is the launcher's job
     except BaseException as exc:
         _report_failure(report_fd, exc)
     os._exit(_EXIT_FAILED)

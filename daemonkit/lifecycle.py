@@ -44,10 +44,12 @@ from daemonkit.versioncache import cached_codex_version
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from contextlib import AbstractContextManager
 
     from daemonkit.paths import DaemonPaths
     from daemonkit.pidrecord import ExecutableIdentity
+    from daemonkit.placement import Placer, ScopeCommand
     from daemonkit.probe import AppServerInfo
 
 __all__ = ["Daemon", "app_server_argv", "speaks_managed_daemon_argv"]
@@ -103,12 +105,26 @@ def app_server_argv(
 
 
 class Daemon:
-    """One CODEX_HOME's app-server, managed through the pid backend."""
+    """One CODEX_HOME's app-server, managed through the pid backend.
 
-    def __init__(self, paths: DaemonPaths, environ: Mapping[str, str], warn: Warn) -> None:
+    ``remember_placement`` keeps one placement decision (SPEC §15.2) for the life of
+    the object, as a CLI command wants (one decision, one warning, for the server and
+    the updater it spawns); the long-lived updater decides afresh at every spawn.
+    """
+
+    def __init__(
+        self,
+        paths: DaemonPaths,
+        environ: Mapping[str, str],
+        warn: Warn,
+        *,
+        remember_placement: bool = True,
+    ) -> None:
         self.paths = paths
         self.environ = environ
         self.warn = warn
+        self._remember_placement = remember_placement
+        self._placer: Placer | None = None
 
     # -- shared procedures (SPEC §2.4) ---------------------------------------------
 
@@ -184,6 +200,18 @@ class Daemon:
                 "use codex app-server daemon"
             )
 
+    def place_spawn(
+        self, what: str, argv: Sequence[str], env: Mapping[str, str]
+    ) -> ScopeCommand | None:
+        """SPEC §15.2: the transient scope to spawn ``argv`` into, or None to stay put."""
+        if self._placer is None:
+            from daemonkit.placement import Placer  # noqa: PLC0415 - spawn paths only
+
+            self._placer = Placer(
+                self.environ, self.paths.codex_home, self.warn, remember=self._remember_placement
+            )
+        return self._placer(what, argv, env)
+
     def write_intent(self, state: DesiredState, command: str) -> None:
         write_desired_state(self.paths.desired_state, state, command)
 
@@ -225,24 +253,27 @@ class Daemon:
         removed before the error propagates (SPEC §6.4).
         """
         canonical = canonical_bin(bin_path)
+        argv = app_server_argv(
+            canonical,
+            remote_control=settings.remote_control_enabled,
+            codex_version=self.managed_version(canonical),
+        )
+        env = child_environment(
+            self.environ,
+            self.paths.codex_home,
+            remote_control=settings.remote_control_enabled,
+        )
         request = SpawnRequest(
             paths=self.paths.app_server,
             state_dir=self.paths.state_dir,
-            argv=app_server_argv(
-                canonical,
-                remote_control=settings.remote_control_enabled,
-                codex_version=self.managed_version(canonical),
-            ),
-            env=child_environment(
-                self.environ,
-                self.paths.codex_home,
-                remote_control=settings.remote_control_enabled,
-            ),
+            argv=argv,
+            env=env,
             # Not the caller's directory: Codex treats its cwd as a project. The state
             # directory is the one Rust's daemon gives the server where it picks one
             # (0.169.0 on Windows); on Unix 0.169.0 leaves it at the CLI's cwd.
             cwd=self.paths.state_dir,
             what="app-server",
+            scope=self.place_spawn("app-server", argv, env),
         )
         from daemonkit.digest import IdentityInBackground  # noqa: PLC0415 - spawns only
 
@@ -287,7 +318,7 @@ class Daemon:
         try:
             active = is_updater_active(self.paths)
             if settings.wants_updater and not active:
-                spawn_updater(self.paths, self.environ, once=False)
+                spawn_updater(self.paths, self.environ, once=False, place=self.place_spawn)
             elif settings.wants_updater:
                 notify_updater(self.paths)
             elif active:

@@ -32,6 +32,9 @@ __all__ = [
     "LifecycleStatus",
     "LogFile",
     "LogsOutput",
+    "PersistenceOutput",
+    "PersistenceReport",
+    "PersistenceStatus",
     "StatusOutput",
     "UpdaterStatus",
     "emit",
@@ -289,6 +292,20 @@ class SupervisorReport(Value):
         }
 
 
+class PersistenceReport(Value):
+    """``status``'s ``persistence`` object (SPEC §15.3): ``systemd`` is ``enabled``,
+    ``disabled`` or ``unavailable``; ``linger`` is null when systemd is unavailable."""
+
+    __slots__ = ("linger", "systemd")
+
+    def __init__(self, *, systemd: str, linger: bool | None) -> None:
+        self.systemd: Final = systemd
+        self.linger: Final = linger
+
+    def to_json(self) -> dict[str, object]:
+        return {"systemd": self.systemd, "linger": self.linger}
+
+
 class StatusOutput(Value):
     __slots__ = (
         "app_server_version",
@@ -297,6 +314,7 @@ class StatusOutput(Value):
         "managed",
         "managed_codex_path",
         "managed_codex_version",
+        "persistence",
         "pid",
         "remote_control_enabled",
         "socket_path",
@@ -321,6 +339,7 @@ class StatusOutput(Value):
         desired_state: str | None,
         updater: UpdaterReport,
         supervisor: SupervisorReport,
+        persistence: PersistenceReport,
         warnings: tuple[str, ...] = (),
     ) -> None:
         self.status: Final = status
@@ -335,6 +354,7 @@ class StatusOutput(Value):
         self.desired_state: Final = desired_state
         self.updater: Final = updater
         self.supervisor: Final = supervisor
+        self.persistence: Final = persistence
         self.warnings: Final = warnings
 
     def to_json(self) -> dict[str, object]:
@@ -343,8 +363,46 @@ class StatusOutput(Value):
         out["desiredState"] = self.desired_state
         out["updater"] = self.updater.to_json()
         out["supervisor"] = self.supervisor.to_json()
+        out["persistence"] = self.persistence.to_json()
         out["warnings"] = list(self.warnings)
         return out
+
+
+class PersistenceStatus(StrEnum):
+    ENABLED = "enabled"
+    ALREADY_ENABLED = "alreadyEnabled"
+    DISABLED = "disabled"
+    ALREADY_DISABLED = "alreadyDisabled"
+
+
+class PersistenceOutput(Value):
+    """What ``enable`` and ``disable`` print (SPEC §15.1)."""
+
+    __slots__ = ("cli_version", "codex_home", "linger", "status", "unit")
+
+    def __init__(
+        self,
+        *,
+        status: PersistenceStatus,
+        unit: str,
+        linger: bool,
+        codex_home: str,
+        cli_version: str,
+    ) -> None:
+        self.status: Final = status
+        self.unit: Final = unit  # "<name>.service"
+        self.linger: Final = linger  # logind keeps the user manager without a session
+        self.codex_home: Final = codex_home
+        self.cli_version: Final = cli_version
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "status": self.status.value,
+            "unit": self.unit,
+            "linger": self.linger,
+            "codexHome": self.codex_home,
+            "cliVersion": self.cli_version,
+        }
 
 
 class InstallOutput(Value):

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Final
 
-__all__ = ["DaemonPaths", "PidPaths", "ProcessKind", "resolve_codex_home"]
+__all__ = ["DaemonPaths", "PidPaths", "ProcessKind", "passwd_home", "resolve_codex_home"]
 
 STATE_DIR_NAME = "app-server-daemon"
 SOCKET_RELATIVE = ("app-server-control", "app-server-control.sock")
@@ -28,7 +28,7 @@ def resolve_codex_home(flag: str | None, environ: Mapping[str, str]) -> str:
     """
     home = flag or environ.get("CODEX_HOME") or None
     if home is None:
-        user_home = environ.get("HOME") or _passwd_home()
+        user_home = environ.get("HOME") or passwd_home()
         if not user_home:
             raise HomeError("failed to resolve CODEX_HOME")
         home = os.path.join(user_home, ".codex")
@@ -42,7 +42,8 @@ def resolve_codex_home(flag: str | None, environ: Mapping[str, str]) -> str:
         raise HomeError("failed to resolve CODEX_HOME") from exc
 
 
-def _passwd_home() -> str | None:
+def passwd_home() -> str | None:
+    """The home directory the password database gives the caller, if any."""
     try:
         return pwd.getpwuid(os.getuid()).pw_dir or None
     except KeyError:

@@ -43,7 +43,7 @@ def bootstrap(daemon: Daemon, *, remote_control: bool) -> BootstrapOutput:
         _, info = daemon.spawn_and_wait(settings, bin_path)
         if settings.wants_updater:
             try:
-                spawn_updater(paths, daemon.environ, once=False)
+                spawn_updater(paths, daemon.environ, once=False, place=daemon.place_spawn)
             except DaemonError as exc:
                 daemon.warn(
                     "failed to ensure managed updater after app-server start: "

@@ -23,6 +23,7 @@ from daemonkit.output import (
     UpdaterReport,
     UpdaterStatus,
 )
+from daemonkit.persistence import persistence_report
 from daemonkit.pidfile import Absent, Running, read_pid_state
 from daemonkit.probe import probe
 from daemonkit.procinfo import inspect_process, is_kit_updater, read_command, record_matches
@@ -94,7 +95,8 @@ def _supervisor(
 
 
 def collect_status(paths: DaemonPaths, environ: Mapping[str, str]) -> StatusOutput:
-    """SPEC §2.12: both records, liveness, one probe, versions, intent, updater state."""
+    """SPEC §2.12: both records, liveness, one probe, versions, intent, updater state,
+    and whether systemd keeps this home's server running (§15.3)."""
     settings, setting_warnings = load_settings_leniently(paths.settings)
     warnings = list(setting_warnings)
     app_state, app_active = _record_status(paths.app_server, warnings)
@@ -143,6 +145,7 @@ def collect_status(paths: DaemonPaths, environ: Mapping[str, str]) -> StatusOutp
             last_error=_str_or_none(recorded.get("lastError")),
         ),
         supervisor=_supervisor(settings, updater_state, updater_active, recorded),
+        persistence=persistence_report(paths.codex_home, environ),
         warnings=tuple(warnings),
     )
 

@@ -12,9 +12,13 @@ from daemonkit.pidfile import Running, is_starting_or_running
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping, Sequence
 
     from daemonkit.paths import DaemonPaths
+    from daemonkit.placement import ScopeCommand
+
+    # (what, argv, env) -> the transient scope to spawn into, if any (SPEC §15.2).
+    PlaceSpawn = Callable[[str, Sequence[str], Mapping[str, str]], ScopeCommand | None]
 
 __all__ = ["is_updater_active", "notify_updater", "spawn_updater", "stop_updater"]
 
@@ -49,19 +53,31 @@ def updater_environment(environ: Mapping[str, str], codex_home: str) -> dict[str
     return env
 
 
-def spawn_updater(paths: DaemonPaths, environ: Mapping[str, str], *, once: bool) -> int:
-    """Start a detached updater with its own record; return its pid."""
+def spawn_updater(
+    paths: DaemonPaths,
+    environ: Mapping[str, str],
+    *,
+    once: bool,
+    place: PlaceSpawn | None = None,
+) -> int:
+    """Start a detached updater with its own record; return its pid.
+
+    ``place`` says whether it goes into a transient scope of the user manager rather
+    than the caller's login session (SPEC §15.2).
+    """
     argv = [sys.executable, "-m", "updater", "run"]
     if once:
         argv.append("--once")
+    env = updater_environment(environ, paths.codex_home)
     spawned = spawn_recorded(
         SpawnRequest(
             paths=paths.updater,
             state_dir=paths.state_dir,
             argv=argv,
-            env=updater_environment(environ, paths.codex_home),
+            env=env,
             cwd=working_directory(environ),
             what="updater",
+            scope=None if place is None else place("updater", argv, env),
         )
     )
     if isinstance(spawned, Running):

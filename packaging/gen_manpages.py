@@ -287,6 +287,16 @@ _COMMON_ENVIRONMENT = Section(
             ("The user's home directory; the password database is used when it is unset.",),
         ),
         Item(
+            bold("XDG_RUNTIME_DIR") + ", " + bold("XDG_CONFIG_HOME"),
+            (
+                (
+                    f"Where {bold('enable')}, {bold('disable')} and {bold('status')} find the "
+                    "user manager (/run/user/UID when unset) and the user unit directory "
+                    "(~/.config when unset)."
+                ),
+            ),
+        ),
+        Item(
             bold("CODEX_DAEMONKIT_DEBUG"),
             (f"Set to {bold('1')} to print a Python traceback with an error.",),
         ),
@@ -297,13 +307,60 @@ _SYSTEMD = Section(
     "SYSTEMD",
     (
         (
-            "The packages ship two systemd user units and never enable them: "
-            f"{bold('codex-daemon.service')} runs {bold('codex-daemon start')} at login (at boot "
-            f"with {bold('loginctl enable-linger')}) and {bold('codex-daemon stop')} when stopped; "
-            f"{bold('codex-daemon-updater.service')} runs {bold('codex-daemon-updater run')} and "
-            "restarts it after a failure. Enable them per user with "
-            f"{bold('systemctl --user enable --now codex-daemon.service')}. Use the updater "
-            "unit or the updater that start spawns, never both for one Codex home."
+            f"To keep the app-server of a Codex home running across logout and reboot, run "
+            f"{bold('codex-daemon enable --now')} as the user who runs Codex. It needs a "
+            f"systemd user manager ({bold('systemctl --user')} must work), writes a user unit "
+            f"for the home into {ital('$XDG_CONFIG_HOME')}{bold('/systemd/user/')} (default "
+            f"{bold('~/.config/systemd/user/')}), enables it, starts it with "
+            f"{bold('--now')}, and turns lingering on for the user "
+            f"({bold('loginctl enable-linger')}), so the user manager, and the server, run "
+            "from boot to shutdown without a login session. That is the only setup needed."
+        ),
+        Item(
+            bold("the unit"),
+            (
+                (
+                    f"{bold('codex-daemon.service')} for {ital('$HOME')}{bold('/.codex')}, "
+                    f"{bold('codex-daemon-')}{ital('hash')}{bold('.service')} for any other "
+                    f"home. It runs {bold('codex-daemon --codex-home')} {ital('home')} "
+                    f"{bold('start')} when started and {bold('stop')} when stopped, with the "
+                    "absolute path of the installation that wrote it. The server and the "
+                    "updater live in the unit's cgroup: stopping the unit stops both. The "
+                    "packaged units in /usr/lib/systemd/user/ are what it is written from; they "
+                    "need not be enabled by hand."
+                ),
+            ),
+        ),
+        Item(
+            bold("lingering"),
+            (
+                (
+                    "Without it the user manager stops when the last session ends. When polkit "
+                    f"refuses the change, {bold('enable')} warns and prints the command to run "
+                    f"as root. {bold('disable')} turns lingering off again only if "
+                    "enable turned it on and no other Codex home's unit is still enabled; it "
+                    f"remembers that in {bold('~/.local/state/codex-daemonkit/linger.json')}."
+                ),
+            ),
+        ),
+        Item(
+            bold("login sessions"),
+            (
+                (
+                    f"{bold('start')}, {bold('restart')} and {bold('bootstrap')} run from a "
+                    "login session (SSH, a desktop) with lingering on place the server and the "
+                    f"updater in a transient scope of the user manager ({bold('systemd-run')} "
+                    f"{bold('--user --scope')}), so logind's KillUserProcesses=yes does not end "
+                    "them at logout; same pid, same pid record. With lingering off and "
+                    "KillUserProcesses=yes they warn that the server will stop at logout."
+                ),
+            ),
+        ),
+        (
+            f"{bold('codex-daemon disable --now')} stops the unit, disables it and removes "
+            f"its file. {bold('codex-daemon status')} reports {bold('persistence')}: "
+            f"{bold('systemd')} is enabled, disabled or unavailable, {bold('linger')} true, "
+            "false or null. Without systemd nothing of this runs and nothing changes."
         ),
     ),
 )

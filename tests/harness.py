@@ -376,6 +376,10 @@ class Home:
             {
                 "CODEX_HOME": str(self.path),
                 "HOME": str(self.user_home),
+                # A runtime directory that does not exist: no user manager answers,
+                # whatever the host runs, so status reports persistence "unavailable"
+                # and a spawn never leaves for a transient scope (SPEC §15).
+                "XDG_RUNTIME_DIR": str(self.root / "no-runtime-dir"),
                 "PYTHONPATH": str(REPO),
                 MARK_VAR: self.mark,
             }

@@ -204,7 +204,8 @@ class Updater:
         self.shutdown = shutdown
         self.once = once
         self.scale = time_scale()
-        self.daemon = Daemon(paths, environ, log.warn_line)
+        # A long-lived process: linger and the session may change between spawns.
+        self.daemon = Daemon(paths, environ, log.warn_line, remember_placement=False)
         self.state: UpdaterState = load_state(paths.updater_state)
         self.server: RequestServer | None = None
         self.next_cycle_at: float | None = 0.0  # monotonic; None: no scheduled cycles

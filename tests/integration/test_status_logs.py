@@ -40,29 +40,34 @@ DEFAULT_UPDATER = (
 # Nothing supervises: no kit updater runs (SPEC §14.8).
 SUPERVISOR_OFF = '{"state":"off","restartOnExit":false,"restarts":0,"lastExit":null}'
 DEFAULT_SUPERVISOR_OFF = '{"state":"off","restartOnExit":true,"restarts":0,"lastExit":null}'
+# The harness points XDG_RUNTIME_DIR at a missing directory: no user manager (SPEC §15.3).
+NO_SYSTEMD = '{"systemd":"unavailable","linger":null}'
 STATUS_RUNNING = (
     '{"status":"running","backend":"pid","pid":<pid>,"managedCodexPath":"<bin>",'
     '"managedCodexVersion":"1.0.0","socketPath":"<sock>","cliVersion":"<kitver>",'
     '"appServerVersion":"1.0.0","remoteControlEnabled":false,"desiredState":"running",'
-    f'"updater":{NO_UPDATER},"supervisor":{SUPERVISOR_OFF},"warnings":[]}}'
+    f'"updater":{NO_UPDATER},"supervisor":{SUPERVISOR_OFF},'
+    f'"persistence":{NO_SYSTEMD},"warnings":[]}}'
 )
 STATUS_NOT_READY = (
     '{"status":"notReady","backend":"pid","pid":<pid>,"managedCodexPath":"<bin>",'
     '"managedCodexVersion":"1.0.0","socketPath":"<sock>","cliVersion":"<kitver>",'
     '"remoteControlEnabled":false,"desiredState":"running",'
-    f'"updater":{NO_UPDATER},"supervisor":{SUPERVISOR_OFF},"warnings":[]}}'
+    f'"updater":{NO_UPDATER},"supervisor":{SUPERVISOR_OFF},'
+    f'"persistence":{NO_SYSTEMD},"warnings":[]}}'
 )
 STATUS_STARTING = (
     '{"status":"starting","backend":"pid","managedCodexPath":"<bin>",'
     '"managedCodexVersion":"1.0.0","socketPath":"<sock>","cliVersion":"<kitver>",'
     '"remoteControlEnabled":false,"desiredState":null,'
-    f'"updater":{DEFAULT_UPDATER},"supervisor":{DEFAULT_SUPERVISOR_OFF},"warnings":[]}}'
+    f'"updater":{DEFAULT_UPDATER},"supervisor":{DEFAULT_SUPERVISOR_OFF},'
+    f'"persistence":{NO_SYSTEMD},"warnings":[]}}'
 )
 STATUS_NOT_RUNNING = (
     '{"status":"notRunning","managedCodexPath":"<bin>","managedCodexVersion":<version>,'
     '"socketPath":"<sock>","cliVersion":"<kitver>","remoteControlEnabled":false,'
     f'"desiredState":<desired>,"updater":{DEFAULT_UPDATER},'
-    f'"supervisor":{DEFAULT_SUPERVISOR_OFF},"warnings":<warnings>}}'
+    f'"supervisor":{DEFAULT_SUPERVISOR_OFF},"persistence":{NO_SYSTEMD},"warnings":<warnings>}}'
 )
 
 

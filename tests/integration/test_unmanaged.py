@@ -44,7 +44,7 @@ STATUS_RUNNING = (
     '"remoteControlEnabled":false,"desiredState":<desired>,"updater":{"status":"notRunning",'
     '"autoUpdateEnabled":true,"channel":"script","updateIntervalMinutes":60},'
     '"supervisor":{"state":"off","restartOnExit":true,"restarts":0,"lastExit":null},'
-    '"warnings":[]}'
+    '"persistence":{"systemd":"unavailable","linger":null},"warnings":[]}'
 )
 
 

@@ -17,6 +17,9 @@ from daemonkit.output import (
     LifecycleStatus,
     LogFile,
     LogsOutput,
+    PersistenceOutput,
+    PersistenceReport,
+    PersistenceStatus,
     ServerStatus,
     StatusOutput,
     SupervisorReport,
@@ -179,6 +182,7 @@ def test_status_golden_full() -> None:
             restarts=2,
             last_exit={"atMs": 1_795_000_000_500, "pid": 4800, "reason": "exited"},
         ),
+        persistence=PersistenceReport(systemd="enabled", linger=True),
         warnings=("invalid pid file contents in /x", "second"),
     )
     assert render(out) == (
@@ -189,6 +193,7 @@ def test_status_golden_full() -> None:
         '"lastError":"boom"},'
         '"supervisor":{"state":"backingOff","restartOnExit":true,"restarts":2,'
         '"lastExit":{"atMs":1795000000500,"pid":4800,"reason":"exited"}},'
+        '"persistence":{"systemd":"enabled","linger":true},'
         '"warnings":["invalid pid file contents in /x","second"]}\n'
     )
 
@@ -213,6 +218,7 @@ def test_status_golden_not_running() -> None:
             update_interval_minutes=525600,
         ),
         supervisor=SupervisorReport(state="off", restart_on_exit=False, restarts=0, last_exit=None),
+        persistence=PersistenceReport(systemd="unavailable", linger=None),
     )
     assert render(out) == (
         '{"status":"notRunning",'
@@ -222,6 +228,7 @@ def test_status_golden_not_running() -> None:
         '"updater":{"status":"notRunning","autoUpdateEnabled":false,"channel":"npm",'
         '"updateIntervalMinutes":525600},'
         '"supervisor":{"state":"off","restartOnExit":false,"restarts":0,"lastExit":null},'
+        '"persistence":{"systemd":"unavailable","linger":null},'
         '"warnings":[]}\n'
     )
 
@@ -254,6 +261,7 @@ def test_status_starting_and_not_ready(status: ServerStatus, value: str) -> None
             last_error="x",
         ),
         supervisor=SupervisorReport(state="off", restart_on_exit=True, restarts=0, last_exit=None),
+        persistence=PersistenceReport(systemd="disabled", linger=False),
     )
     line = render(out)
     assert line.startswith(f'{{"status":"{value}","backend":"pid","pid":12,')
@@ -267,6 +275,35 @@ def test_status_starting_and_not_ready(status: ServerStatus, value: str) -> None
         "updateIntervalMinutes",
         "lastError",
     ]
+
+    assert list(value_json)[-3:] == ["supervisor", "persistence", "warnings"]
+    assert value_json["persistence"] == {"systemd": "disabled", "linger": False}
+
+
+# -- PersistenceOutput (SPEC §15.1) --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "value", "linger"),
+    [
+        (PersistenceStatus.ENABLED, "enabled", True),
+        (PersistenceStatus.ALREADY_ENABLED, "alreadyEnabled", False),
+        (PersistenceStatus.DISABLED, "disabled", False),
+        (PersistenceStatus.ALREADY_DISABLED, "alreadyDisabled", True),
+    ],
+)
+def test_persistence_golden(status: PersistenceStatus, value: str, linger: bool) -> None:
+    out = PersistenceOutput(
+        status=status,
+        unit="codex-daemon-0123456789ab.service",
+        linger=linger,
+        codex_home=H,
+        cli_version="0.1.0",
+    )
+    assert render(out) == (
+        f'{{"status":"{value}","unit":"codex-daemon-0123456789ab.service",'
+        f'"linger":{json.dumps(linger)},"codexHome":"{H}","cliVersion":"0.1.0"}}\n'
+    )
 
 
 # -- InstallOutput and LogsOutput -------------------------------------------------------
