@@ -236,3 +236,21 @@ def test_packaged_units_pass_systemd_analyze_verify_inside(booted_system: Booted
     units = booted_system.run(["sh", "-c", "ls /var/lib/dk-verify/units/*.service"], check=True)
     assert len(units.stdout.split()) == 2
     verify_inside(booted_system, *units.stdout.split())
+
+
+def test_without_linger_a_start_in_a_session_warns_that_logout_will_stop_it(
+    testbed: BootedSystem,
+) -> None:
+    """SPEC §15.2: with linger off the user manager dies with the last session, so the
+    kit leaves the server where it is and says what will happen."""
+    boot_or_skip(testbed)
+    prepare_home(testbed)
+    started = kit(testbed, "start", login=True)
+    assert started.returncode == 0, started.stderr
+    assert json.loads(started.stdout)["status"] == "started"
+    assert (
+        "warning: this server will stop when you log out; run codex-daemon enable "
+        "(or loginctl enable-linger root)"
+    ) in started.stderr
+    # The session ended with the command; KillUserProcesses=yes ended what it started.
+    wait_for(lambda: app_servers(testbed) == [], what="logout to end the server", timeout=30)
