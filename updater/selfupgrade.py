@@ -21,8 +21,8 @@ When to exec (the choice, and why)::
     unchanged --the disk differs--> settling (SETTLE_S of quiet, not scaled)
     settling --the disk differs again--> settling (the wait starts over)
     settling --SETTLE_S with the same fingerprint--> due
-    due --no file fails to compile--> the loop re-execs at its next idle moment
-    due --a file fails to compile / the exec fails--> refused until the next period
+    due --every file compiles and the new code imports--> the loop re-execs when idle
+    due --a file fails to compile or import / the exec fails--> refused until the next period
 
 ``pip install -U`` and ``apt upgrade`` write a package's files one after the other;
 exec'ing in the middle would start the new image on a half-written tree and kill the
@@ -30,16 +30,19 @@ updater with an ImportError (no supervision until a command starts another). So 
 change must hold still for ``SETTLE_S`` first: two equal fingerprints that far apart,
 with none different in between; pip and dpkg write a package of this size in well
 under that.
-Before the exec every ``.py`` file of the new tree must also compile, which catches a
-truncated file that a slower install left longer than the quiet period; such a tree is
-tried again only at the next periodic check, by which time the install has finished
-or failed for good.
+Before the exec every ``.py`` file of the new tree must also compile, and a child
+interpreter must import the new updater's entry point (``updater.loop.run_updater``)
+from it: a file cut short at a line boundary compiles and still lacks what the new
+image needs (seen: a half-written ``loop.py`` without ``run_updater`` killed the
+updater at its exec). Such a tree is tried again only at the next periodic check, by
+which time the install has finished or failed for good.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -62,6 +65,9 @@ __all__ = [
 
 SELF_CHECK_S = 10 * 60.0  # at least this often (scaled in tests, SPEC §14.10)
 SETTLE_S = 2.0  # quiet time a changed tree needs before we exec into it; never scaled
+# What the exec'd image imports first (updater/__main__.py); a child tries it.
+TRIAL_IMPORT = "from updater.loop import run_updater"
+TRIAL_IMPORT_TIMEOUT_S = 30.0
 CHANGED_SHOWN = 10  # changed files named in the self_upgrade event
 
 _VERSION = re.compile(rb"""^__version__\s*=\s*["']([^"'\n]+)["']""", re.MULTILINE)
@@ -157,9 +163,35 @@ def take_fingerprint(package_dirs: Sequence[str]) -> CodeFingerprint:
 def find_unloadable(package_dirs: Sequence[str]) -> str | None:
     """Why the kit at ``package_dirs`` cannot be imported as it stands, or None.
 
-    Only what a half-written install breaks: a package without ``__init__.py``, or a
-    module that cannot be read or does not compile.
+    What a half-written install breaks: a package without ``__init__.py``, a module
+    that cannot be read or does not compile, or an entry point the new image would not
+    find (tried in a child interpreter, so this image never imports the new code).
     """
+    problem = _find_uncompilable(package_dirs)
+    return problem if problem is not None else _find_unimportable()
+
+
+def _find_unimportable() -> str | None:
+    """Import the updater's entry point as the exec'd image will, in a child."""
+    import subprocess  # noqa: PLC0415 - only when an upgrade is due
+
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", TRIAL_IMPORT],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=TRIAL_IMPORT_TIMEOUT_S,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"the new code could not be tried: {exc}"
+    if done.returncode == 0:
+        return None
+    lines = done.stderr.decode("utf-8", "replace").strip().splitlines()
+    return f"the new code does not import: {lines[-1] if lines else done.returncode}"
+
+
+def _find_uncompilable(package_dirs: Sequence[str]) -> str | None:
     for directory in package_dirs:
         if not os.path.isfile(os.path.join(directory, "__init__.py")):
             return f"{os.path.join(directory, '__init__.py')} is missing"

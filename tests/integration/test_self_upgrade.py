@@ -25,12 +25,14 @@ import pytest
 import daemonkit
 from tests.harness import (
     REPO,
+    SUPERVISION_ONLY,
     Result,
     is_alive,
     read_regular,
     scheduled_updater,
     start_ticks,
     wait_for,
+    write_settings,
 )
 
 if TYPE_CHECKING:
@@ -49,17 +51,6 @@ def use_hooks(home: Home, check_every_s: float) -> None:
     """Scale the updater's clock so that its 10-minute self-check comes every ``check_every_s``."""
     home.extra_env["CODEX_DAEMONKIT_TEST_HOOKS"] = "1"
     home.extra_env["CODEX_DAEMONKIT_TIME_SCALE"] = repr(check_every_s / SELF_CHECK_S)
-
-
-def write_settings(home: Home) -> None:
-    """Supervision only: no update cycles, no health check, nothing else to wake for."""
-    settings = {
-        "shutdownGraceSeconds": 1,
-        "updater": {"autoUpdateEnabled": False},
-        "supervisor": {"healthCheckIntervalSeconds": 0},
-    }
-    Path(home.paths.state_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
-    Path(home.paths.settings).write_text(json.dumps(settings))
 
 
 def copy_kit(home: Home) -> Path:
@@ -146,7 +137,7 @@ def test_a_changed_kit_is_picked_up_by_the_same_updater_process(home: Home) -> N
     kit = copy_kit(home)
     use_hooks(home, check_every_s=0.5)
     home.install_fake()
-    write_settings(home)
+    write_settings(home, SUPERVISION_ONLY)
     server, updater = start(home)
     [path] = [e for e in environ(updater) if e.startswith(b"PYTHONPATH=")]
     assert path.removeprefix(b"PYTHONPATH=").split(b":")[0] == bytes(kit)  # runs the copy
@@ -202,23 +193,31 @@ def test_a_changed_kit_is_picked_up_by_the_same_updater_process(home: Home) -> N
     assert scheduled_updater(home) == updater
 
 
-def test_a_kit_that_does_not_compile_is_not_exec_d_into_until_it_does(home: Home) -> None:
+@pytest.mark.parametrize("broken", ["does-not-compile", "compiles-but-lacks-its-entry-point"])
+def test_a_broken_kit_is_not_exec_d_into_until_it_is_whole(home: Home, broken: str) -> None:
     kit = copy_kit(home)
     use_hooks(home, check_every_s=0.5)
     home.install_fake()
-    write_settings(home)
+    write_settings(home, SUPERVISION_ONLY)
     _, updater = start(home)
     ticks = start_ticks(updater)
     loop = kit / "updater" / "loop.py"
     source = loop.read_text()
 
-    # An install that stopped half-way through a file: exec'ing would kill the updater.
-    loop.write_text(source[: len(source) // 2])
+    # An install that stopped part-way through a file: exec'ing would kill the updater.
+    # Cut inside a statement, the file does not compile; cut at a line boundary before
+    # run_updater, it compiles and the new image would fail to import its entry point.
+    if broken == "does-not-compile":
+        loop.write_text(source[: len(source) // 2] + "\ndef cut_short(:\n")
+        refusal = f"not re-executing onto the changed kit: {loop}: "
+    else:
+        loop.write_text(source[: source.index("\ndef run_updater(")] + "\n")
+        refusal = (
+            "not re-executing onto the changed kit: the new code does not import: "
+            "ImportError: cannot import name 'run_updater'"
+        )
     wait_for(
-        lambda: (
-            f"not re-executing onto the changed kit: {loop}: ".encode()
-            in (read_regular(home.paths.updater.log) or b"")
-        ),
+        lambda: refusal.encode() in (read_regular(home.paths.updater.log) or b""),
         what="the updater to refuse the broken kit",
     )
     assert reexecs(home) == []
@@ -239,7 +238,7 @@ def test_an_idle_updater_wakes_only_for_the_self_upgrade_check(home: Home) -> No
     check_every_s = 1.5
     use_hooks(home, check_every_s=check_every_s)
     home.install_fake()
-    write_settings(home)
+    write_settings(home, SUPERVISION_ONLY)
     server, updater = start(home)
     # Let the start-up settle: registration, the command's watch notification.
     wait_for(lambda: voluntary_switches(updater) > 0, what="the updater to wait")
