@@ -143,6 +143,15 @@ def _get_uint(obj: dict[str, object], key: str, default: int, where: str, p: _Pr
     return default
 
 
+def _get_section(obj: dict[str, object], key: str, p: _Problems) -> dict[str, object]:
+    """A nested object (``updater``, ``supervisor``); a wrong type counts as empty."""
+    value = obj.get(key, {})
+    if isinstance(value, dict):
+        return value
+    p.parse.append(f"invalid type for {key}: expected an object")
+    return {}
+
+
 def _is_allowed_url(url: str) -> bool:
     # Only a settings file that sets installScriptUrl pays for urllib and ipaddress.
     import ipaddress  # noqa: PLC0415
@@ -171,10 +180,7 @@ def _parse(obj: dict[str, object]) -> tuple[Settings, _Problems]:
     if grace > MAX_GRACE_S:
         p.invalid("shutdownGraceSeconds", "must be between 0 and 300 seconds")
         grace = DEFAULT_GRACE_S
-    updater = obj.get("updater", {})
-    if not isinstance(updater, dict):
-        p.parse.append("invalid type for updater: expected an object")
-        updater = {}
+    updater = _get_section(obj, "updater", p)
     auto = _get_bool(updater, "autoUpdateEnabled", True, "updater.autoUpdateEnabled", p)
     interval = _get_uint(
         updater,
@@ -202,10 +208,7 @@ def _parse(obj: dict[str, object]) -> tuple[Settings, _Problems]:
         url = url_value
     else:
         p.invalid("updater.installScriptUrl", f"must use https: {url_value}")
-    supervisor = obj.get("supervisor", {})
-    if not isinstance(supervisor, dict):
-        p.parse.append("invalid type for supervisor: expected an object")
-        supervisor = {}
+    supervisor = _get_section(obj, "supervisor", p)
     restart_on_exit = _get_bool(supervisor, "restartOnExit", True, "supervisor.restartOnExit", p)
     health = _get_uint(
         supervisor,

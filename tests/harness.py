@@ -38,6 +38,13 @@ TARGET = "x86_64-unknown-linux-musl"
 WAIT_S = 15.0
 POLL_S = 0.01
 REAL_CODEX_VERSION = "0.169.0"
+# Supervision alone (SPEC §14): a short grace, no update cycles, no health check, so
+# that nothing but the server's exit wakes the updater.
+SUPERVISION_ONLY: dict[str, object] = {
+    "shutdownGraceSeconds": 1,
+    "updater": {"autoUpdateEnabled": False},
+    "supervisor": {"healthCheckIntervalSeconds": 0},
+}
 # Settings that keep the updater out of play: no updates and no supervision (SPEC §14.1).
 UPDATER_OFF: dict[str, object] = {
     "updater": {"autoUpdateEnabled": False},
@@ -84,6 +91,12 @@ def wait_for(predicate: Callable[[], T], *, what: str, timeout: float = WAIT_S) 
         time.sleep(POLL_S)
         value = predicate()
     return value
+
+
+def write_settings(home: Home, settings: Mapping[str, object]) -> None:
+    """settings.json as a client might have written it (compact JSON), state dir 0700."""
+    Path(home.paths.state_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
+    Path(home.paths.settings).write_text(json.dumps(settings))
 
 
 def holds_for(predicate: Callable[[], bool], seconds: float, *, what: str) -> None:

@@ -24,12 +24,12 @@ import signal
 import subprocess
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.harness import (
+    SUPERVISION_ONLY,
     Result,
     app_servers_alive,
     boot_id,
@@ -42,9 +42,12 @@ from tests.harness import (
     start_ticks,
     try_operation_lock,
     wait_for,
+    write_settings,
 )
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from tests.harness import Home
 
 pytestmark = pytest.mark.timeout(240)
@@ -62,16 +65,6 @@ STATUSES = {
     "status": {"running", "starting", "notReady", "notRunning"},
     "version": {"running"},
 }
-
-
-def write_settings(home: Home) -> None:
-    settings = {
-        "shutdownGraceSeconds": 1,
-        "updater": {"autoUpdateEnabled": False},
-        "supervisor": {"restartOnExit": True, "healthCheckIntervalSeconds": 0},
-    }
-    Path(home.paths.state_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
-    Path(home.paths.settings).write_text(json.dumps(settings))
 
 
 def servers_alive(home: Home) -> list[int]:
@@ -208,7 +201,7 @@ def test_storm_of_commands_and_kills_keeps_one_server_at_most_and_converges(
 ) -> None:
     home.extra_env.update({"CODEX_DAEMONKIT_TEST_HOOKS": "1", "CODEX_DAEMONKIT_TIME_SCALE": "0.01"})
     home.install_fake()
-    write_settings(home)
+    write_settings(home, SUPERVISION_ONLY)
     storm = Storm(home, SEED, real_codex_binary())
     run_storm(storm)
     print(f"storm: {OPERATIONS} operations, {len(storm.killed)} kills, rust: {storm.rust}")

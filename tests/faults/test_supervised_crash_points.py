@@ -10,15 +10,14 @@ updater that supervises it again.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.harness import (
+    SUPERVISION_ONLY,
     app_servers_alive,
     boot_id,
     is_alive,
@@ -26,22 +25,13 @@ from tests.harness import (
     start_ticks,
     updater_pid,
     wait_for,
+    write_settings,
 )
 
 if TYPE_CHECKING:
     from tests.harness import Home
 
 pytestmark = pytest.mark.timeout(90)
-
-
-def write_settings(home: Home) -> None:
-    settings = {
-        "shutdownGraceSeconds": 1,
-        "updater": {"autoUpdateEnabled": False},
-        "supervisor": {"healthCheckIntervalSeconds": 0},
-    }
-    Path(home.paths.state_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
-    Path(home.paths.settings).write_text(json.dumps(settings))
 
 
 def one_recorded_server(home: Home) -> int:
@@ -60,7 +50,7 @@ def one_recorded_server(home: Home) -> int:
 @pytest.mark.parametrize("point", ["after-reserve", "after-spawn", "after-publish"])
 def test_a_supervised_restart_killed_at_any_step_converges(home: Home, point: str) -> None:
     home.install_fake()
-    write_settings(home)
+    write_settings(home, SUPERVISION_ONLY)
     env = home.env(CODEX_DAEMONKIT_TEST_HOOKS="1", CODEX_DAEMONKIT_TEST_UPDATER_CRASH_AT=point)
     started = home.run("start", env=env).json
     first = started["pid"]

@@ -26,6 +26,7 @@ import pytest
 from daemonkit import __version__
 from daemonkit.lifecycle import app_server_argv
 from tests.harness import (
+    SUPERVISION_ONLY,
     Result,
     boot_id,
     cmdline,
@@ -36,6 +37,7 @@ from tests.harness import (
     start_ticks,
     wait_for,
 )
+from tests.harness import write_settings as harness_write_settings
 
 if TYPE_CHECKING:
     from tests.harness import Home
@@ -73,13 +75,8 @@ def lifecycle_line(
 
 def write_settings(home: Home, *, supervise: bool = False) -> None:
     """Updates off; an updater runs only to supervise, and only if asked to."""
-    settings = {
-        "shutdownGraceSeconds": 1,
-        "updater": {"autoUpdateEnabled": False},
-        "supervisor": {"restartOnExit": supervise, "healthCheckIntervalSeconds": 0},
-    }
-    Path(home.paths.state_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
-    Path(home.paths.settings).write_text(json.dumps(settings))
+    supervisor = {"restartOnExit": supervise, "healthCheckIntervalSeconds": 0}
+    harness_write_settings(home, {**SUPERVISION_ONLY, "supervisor": supervisor})
 
 
 def answers(path: str) -> bool:

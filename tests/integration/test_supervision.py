@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.harness import (
+    SUPERVISION_ONLY,
     boot_id,
     holds_for,
     is_alive,
@@ -28,6 +29,7 @@ from tests.harness import (
     updater_pid,
     wait_for,
 )
+from tests.harness import write_settings as harness_write_settings
 
 if TYPE_CHECKING:
     from tests.harness import Home
@@ -38,13 +40,11 @@ WITNESS = "witness.jsonl"
 
 
 def write_settings(home: Home, **supervisor: object) -> None:
-    settings = {
-        "shutdownGraceSeconds": 1,
-        "updater": {"autoUpdateEnabled": False},
-        "supervisor": {"healthCheckIntervalSeconds": 0, **supervisor},
-    }
-    Path(home.paths.state_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
-    Path(home.paths.settings).write_text(json.dumps(settings))
+    """Supervision only, with these ``supervisor`` keys on top."""
+    harness_write_settings(
+        home,
+        {**SUPERVISION_ONLY, "supervisor": {"healthCheckIntervalSeconds": 0, **supervisor}},
+    )
 
 
 def start(home: Home) -> int:
