@@ -169,9 +169,11 @@ def test_exec_through_the_scope_keeps_pid_record_argv_and_environment(
     identity = record["processIdentity"]
     assert isinstance(identity, dict)
     assert identity["startTicks"] == start_ticks(pid)
-    status = fake_home.run("status").json
-    assert status["status"] == "running"
-    assert status["pid"] == pid
+    # Spawned by the launcher alone, nothing waited for readiness: it answers soon.
+    wait_for(
+        lambda: fake_home.run("status").json["status"] == "running", what="the server to answer"
+    )
+    assert fake_home.run("status").json["pid"] == pid
     stopped = fake_home.run("stop")
     assert stopped.json["status"] == "stopped"
     wait_for(lambda: not os.path.exists(f"/proc/{pid}/stat"), what="the server to exit")
