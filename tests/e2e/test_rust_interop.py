@@ -110,22 +110,18 @@ def test_kit_stops_a_rust_started_server_directly(legacy_home: Home) -> None:
     assert rust(real_home, "stop")["status"] == "notRunning"
 
 
-def test_rust_dedicated_layout_is_unmanaged_with_a_pointer(real_home: Home) -> None:
-    """In a fresh home Rust 0.169.0 uses its dedicated layout (daemon.pid): the kit sees
-    the server as unmanaged and says who manages it."""
+def test_kit_stops_a_server_of_the_rust_dedicated_layout(real_home: Home) -> None:
+    """In a fresh home Rust 0.169.0 uses its dedicated layout (daemon.pid): the kit
+    manages it with Rust's names (SPEC §9, §16)."""
     started = rust(real_home, "start")
     assert started["status"] == "started"
-    stopped = real_home.run("stop")
-    assert stopped.returncode == 1
-    assert stopped.stdout == ""
-    assert (
-        "warning: a Codex daemon using the dedicated package layout manages this CODEX_HOME; "
-        "use codex app-server daemon\n"
-    ) in stopped.stderr
-    assert stopped.stderr.endswith(
-        "Error: app server is running but is not managed by codex app-server daemon\n"
-    )
-    assert rust(real_home, "stop")["status"] == "stopped"
+    pid = started["pid"]
+    assert isinstance(pid, int)
+    stopped = real_home.run("stop").json
+    assert stopped["status"] == "stopped"
+    assert stopped["backend"] == "pid"
+    assert not is_alive(pid)
+    assert rust(real_home, "stop")["status"] == "notRunning"
     _stop_rust_updater(real_home)
 
 
