@@ -153,3 +153,18 @@ def test_both_write_the_same_record_for_the_same_binary(legacy_home: Home) -> No
     assert list(kit_record) == list(rust_record)
     assert list(kit_record) == ["pid", "processStartTime", "processIdentity", "executableIdentity"]
     assert kit_record["executableIdentity"] == rust_record["executableIdentity"]
+
+
+@pytest.mark.parametrize("flat_too", [False, True], ids=["tarball", "flat-and-tarball"])
+def test_managed_codex_path_agrees_with_rust(legacy_home: Home, flat_too: bool) -> None:
+    """A release with `bin/codex` (and maybe `codex` too): both report `bin/codex`."""
+    real_home = legacy_home
+    if flat_too:
+        release = os.path.realpath(real_home.paths.current)
+        os.symlink(os.path.join(release, "bin", "codex"), os.path.join(release, "codex"))
+    started = rust(real_home, "start")
+    assert started["status"] == "started"
+    kit = real_home.run("version").json["managedCodexPath"]
+    assert kit == rust(real_home, "version")["managedCodexPath"]
+    assert kit == os.path.join(real_home.paths.current, "bin", "codex")
+    assert real_home.run("stop").json["status"] == "stopped"
