@@ -99,3 +99,17 @@ def test_every_command_uses_the_dedicated_names(dedicated_home: Home) -> None:
     assert not os.path.exists(f"{s}/daemon.pid")
     home.stop_updater()
     assert_no_standalone_names(home)
+
+
+def test_bootstrap_finds_the_dedicated_binary(dedicated_home: Home) -> None:
+    # It failed with the missing-install error before: it looked only at standalone.
+    home = dedicated_home
+    bootstrapped = home.run("bootstrap").json
+    assert bootstrapped["status"] == "bootstrapped"
+    assert bootstrapped["managedCodexPath"] == str(
+        Path(home.path) / "packages/app-server-daemon/current/bin/codex"
+    )
+    assert home.record_pid() is not None
+    assert home.run("stop").json["status"] == "stopped"
+    home.stop_updater()
+    assert_no_standalone_names(home)
