@@ -113,7 +113,7 @@ def open_state_file(path: str, flags: int, mode: int = FILE_MODE) -> int:
     truncate = bool(flags & os.O_TRUNC)
     open_flags = (flags & ~os.O_TRUNC) | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
     try:
-        fd = os.open(path, open_flags, mode)
+        fd, created = _open_noting_creation(path, open_flags, mode)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise UnsafeFileError(f"refusing to use {path}: it is a symbolic link", path) from None
@@ -125,17 +125,35 @@ def open_state_file(path: str, flags: int, mode: int = FILE_MODE) -> int:
         check_opened(fd, path)
         if truncate:
             os.ftruncate(fd, 0)
-        if flags & os.O_CREAT:
-            # The mode argument is filtered by the umask; state files are 0600 whatever
-            # the caller's umask is (SPEC §3.2).
-            info = os.fstat(fd)
-            if stat.S_IMODE(info.st_mode) != mode and info.st_size == 0:
-                os.fchmod(fd, mode)
+        # The mode argument is filtered by the umask; state files are 0600 whatever
+        # the caller's umask is (SPEC §3.2). A file that existed keeps its mode: the
+        # Rust daemon's 0644 daemon.lock is not the kit's to change (SPEC §16).
+        if created and stat.S_IMODE(os.fstat(fd).st_mode) != mode:
+            os.fchmod(fd, mode)
         os.set_blocking(fd, True)
     except BaseException:
         os.close(fd)
         raise
     return fd
+
+
+def _open_noting_creation(path: str, flags: int, mode: int) -> tuple[int, bool]:
+    """``os.open``, and whether this call created the file.
+
+    O_CREAT alone cannot tell, so it is split into O_CREAT|O_EXCL and a plain open,
+    retried while the file appears and disappears between the two.
+    """
+    if not flags & os.O_CREAT or flags & os.O_EXCL:
+        return os.open(path, flags, mode), bool(flags & os.O_CREAT)
+    while True:
+        try:
+            return os.open(path, flags | os.O_EXCL, mode), True
+        except FileExistsError:
+            pass
+        try:
+            return os.open(path, flags & ~os.O_CREAT, mode), False
+        except FileNotFoundError:
+            continue
 
 
 def check_opened(fd: int, path: str) -> None:

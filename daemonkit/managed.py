@@ -30,13 +30,17 @@ VERSION_TIMEOUT_S = 5.0
 
 
 def managed_bin_path(paths: DaemonPaths) -> str:
-    """`current/codex` if it is a file, else `current/bin/codex` if it is, else the former."""
-    primary, tarball = paths.managed_bin_candidates
-    if os.path.isfile(primary):
-        return primary
-    if os.path.isfile(tarball):
-        return tarball
-    return primary
+    """`current/bin/codex` if it is a file, else `current/codex` (also the missing path).
+
+    The tarball layout wins when both exist because the Rust daemon reports it, and
+    `managedCodexPath` must agree with Rust's (SPEC §9); the dedicated root has only
+    `current/bin/codex`.
+    """
+    candidates = paths.managed_bin_candidates
+    for candidate in reversed(candidates):
+        if os.path.isfile(candidate):
+            return candidate
+    return candidates[0]
 
 
 def missing_install_message(path: str) -> str:

@@ -14,9 +14,19 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Final
 
-__all__ = ["DaemonPaths", "PidPaths", "ProcessKind", "passwd_home", "resolve_codex_home"]
+__all__ = [
+    "DaemonPaths",
+    "Layout",
+    "PidPaths",
+    "ProcessKind",
+    "detect_layout",
+    "passwd_home",
+    "resolve_codex_home",
+]
 
 STATE_DIR_NAME = "app-server-daemon"
+STANDALONE_ROOT = ("packages", "standalone")
+DEDICATED_ROOT = ("packages", "app-server-daemon")
 SOCKET_RELATIVE = ("app-server-control", "app-server-control.sock")
 
 
@@ -48,6 +58,58 @@ def passwd_home() -> str | None:
         return pwd.getpwuid(os.getuid()).pw_dir or None
     except KeyError:
         return None
+
+
+class Layout(Enum):
+    """Which package root and record names a home uses (SPEC §9, §16).
+
+    STANDALONE: ``packages/standalone``, ``app-server.pid``/``app-server-updater.pid``.
+    DEDICATED: ``packages/app-server-daemon`` (``current/bin/codex``),
+    ``daemon.pid``/``daemon-updater.pid``; set up only by the Rust daemon.
+    """
+
+    STANDALONE = auto()
+    DEDICATED = auto()
+
+    @property
+    def stems(self) -> tuple[str, str]:
+        """The app-server's and the updater's file stems in <S>."""
+        if self is Layout.DEDICATED:
+            return ("daemon", "daemon-updater")
+        return ("app-server", "app-server-updater")
+
+    @property
+    def root(self) -> tuple[str, str]:
+        return DEDICATED_ROOT if self is Layout.DEDICATED else STANDALONE_ROOT
+
+
+def _has_launch_artifacts(state_dir: str, layout: Layout) -> bool:
+    return any(
+        os.path.lexists(os.path.join(state_dir, f"{stem}{suffix}"))
+        for stem in layout.stems
+        for suffix in (".pid", ".stderr.log")
+    )
+
+
+def detect_layout(codex_home: str) -> Layout:
+    """The layout the Rust daemon 0.169 picks for this home, as far as the kit follows it.
+
+    Rust's rule (SPEC §9): the dedicated root if its ``current`` exists; else the
+    first root, dedicated then standalone, with launch artifacts (pid files, stderr
+    logs) in <S>; else the dedicated root. The kit differs only in that last case:
+    it never creates the dedicated root (SPEC §16), so a home with neither stays
+    standalone. Both manage the same files even then: the kit's first spawn leaves
+    ``app-server.stderr.log``, after which Rust picks standalone too, and a Rust
+    start in such a home creates ``packages/app-server-daemon/current``, after
+    which the kit picks dedicated. Reads only whether names exist, never contents.
+    """
+    if os.path.lexists(os.path.join(codex_home, *DEDICATED_ROOT, "current")):
+        return Layout.DEDICATED
+    state_dir = os.path.join(codex_home, STATE_DIR_NAME)
+    for layout in (Layout.DEDICATED, Layout.STANDALONE):
+        if _has_launch_artifacts(state_dir, layout):
+            return layout
+    return Layout.STANDALONE
 
 
 class ProcessKind(Enum):
@@ -91,14 +153,22 @@ class PidPaths(Value):
 
 
 class DaemonPaths(Value):
-    """The state layout of one CODEX_HOME (SPEC §3.1)."""
+    """The state layout of one CODEX_HOME (SPEC §3.1, §16).
+
+    ``layout`` picks the record names and the root the managed binary comes from;
+    commands build it once with :meth:`detect`. Installs (``package_root``,
+    ``releases``, ``current``, ``previous``, ``install_lock``) always target the
+    standalone root: the kit never creates the dedicated one.
+    """
 
     __slots__ = (
         "app_server",
+        "bin_current",
         "codex_home",
         "current",
         "desired_state",
         "install_lock",
+        "layout",
         "operation_lock",
         "package_root",
         "previous",
@@ -114,10 +184,12 @@ class DaemonPaths(Value):
         "version_cache",
     )
 
-    def __init__(self, codex_home: str) -> None:
+    def __init__(self, codex_home: str, layout: Layout = Layout.STANDALONE) -> None:
         state_dir = os.path.join(codex_home, STATE_DIR_NAME)
-        package_root = os.path.join(codex_home, "packages", "standalone")
+        package_root = os.path.join(codex_home, *STANDALONE_ROOT)
+        server_stem, updater_stem = layout.stems
         self.codex_home: Final = codex_home
+        self.layout: Final = layout
         self.state_dir: Final = state_dir
         self.socket: Final = os.path.join(codex_home, *SOCKET_RELATIVE)
         self.operation_lock: Final = os.path.join(state_dir, "daemon.lock")
@@ -125,23 +197,31 @@ class DaemonPaths(Value):
         self.settings_tmp: Final = os.path.join(state_dir, "settings.tmp")
         self.desired_state: Final = os.path.join(state_dir, "desired-state.json")
         self.updater_state: Final = os.path.join(state_dir, "app-server-updater.state.json")
-        self.updater_socket: Final = os.path.join(state_dir, "app-server-updater.sock")
+        self.updater_socket: Final = os.path.join(state_dir, f"{updater_stem}.sock")
         self.version_cache: Final = os.path.join(state_dir, "managed-codex-version.json")
-        self.app_server: Final = PidPaths.for_stem(state_dir, "app-server", ProcessKind.APP_SERVER)
-        self.updater: Final = PidPaths.for_stem(
-            state_dir, "app-server-updater", ProcessKind.UPDATER
-        )
+        self.app_server: Final = PidPaths.for_stem(state_dir, server_stem, ProcessKind.APP_SERVER)
+        self.updater: Final = PidPaths.for_stem(state_dir, updater_stem, ProcessKind.UPDATER)
         self.package_root: Final = package_root
         self.releases: Final = os.path.join(package_root, "releases")
         self.current: Final = os.path.join(package_root, "current")
         self.previous: Final = os.path.join(package_root, "previous")
         self.install_lock: Final = os.path.join(package_root, "install.lock")
+        self.bin_current: Final = os.path.join(codex_home, *layout.root, "current")
         self.rust_dedicated_pid: Final = os.path.join(state_dir, "daemon.pid")
 
+    @classmethod
+    def detect(cls, codex_home: str) -> DaemonPaths:
+        """The paths for the layout the home has now (:func:`detect_layout`)."""
+        return cls(codex_home, detect_layout(codex_home))
+
     @property
-    def managed_bin_candidates(self) -> tuple[str, str]:
-        """`current/codex`, then the tarball layout `current/bin/codex` (SPEC §7.1)."""
-        return (
-            os.path.join(self.current, "codex"),
-            os.path.join(self.current, "bin", "codex"),
-        )
+    def managed_bin_candidates(self) -> tuple[str, ...]:
+        """Where the managed binary may be (SPEC §7.1): the path reported when it is
+        missing first, the tarball layout `current/bin/codex` last.
+
+        Standalone: (`current/codex`, `current/bin/codex`); dedicated: only the latter.
+        """
+        tarball = os.path.join(self.bin_current, "bin", "codex")
+        if self.layout is Layout.DEDICATED:
+            return (tarball,)
+        return (os.path.join(self.bin_current, "codex"), tarball)

@@ -110,22 +110,18 @@ def test_kit_stops_a_rust_started_server_directly(legacy_home: Home) -> None:
     assert rust(real_home, "stop")["status"] == "notRunning"
 
 
-def test_rust_dedicated_layout_is_unmanaged_with_a_pointer(real_home: Home) -> None:
-    """In a fresh home Rust 0.169.0 uses its dedicated layout (daemon.pid): the kit sees
-    the server as unmanaged and says who manages it."""
+def test_kit_stops_a_server_of_the_rust_dedicated_layout(real_home: Home) -> None:
+    """In a fresh home Rust 0.169.0 uses its dedicated layout (daemon.pid): the kit
+    manages it with Rust's names (SPEC §9, §16)."""
     started = rust(real_home, "start")
     assert started["status"] == "started"
-    stopped = real_home.run("stop")
-    assert stopped.returncode == 1
-    assert stopped.stdout == ""
-    assert (
-        "warning: a Codex daemon using the dedicated package layout manages this CODEX_HOME; "
-        "use codex app-server daemon\n"
-    ) in stopped.stderr
-    assert stopped.stderr.endswith(
-        "Error: app server is running but is not managed by codex app-server daemon\n"
-    )
-    assert rust(real_home, "stop")["status"] == "stopped"
+    pid = started["pid"]
+    assert isinstance(pid, int)
+    stopped = real_home.run("stop").json
+    assert stopped["status"] == "stopped"
+    assert stopped["backend"] == "pid"
+    assert not is_alive(pid)
+    assert rust(real_home, "stop")["status"] == "notRunning"
     _stop_rust_updater(real_home)
 
 
@@ -157,3 +153,18 @@ def test_both_write_the_same_record_for_the_same_binary(legacy_home: Home) -> No
     assert list(kit_record) == list(rust_record)
     assert list(kit_record) == ["pid", "processStartTime", "processIdentity", "executableIdentity"]
     assert kit_record["executableIdentity"] == rust_record["executableIdentity"]
+
+
+@pytest.mark.parametrize("flat_too", [False, True], ids=["tarball", "flat-and-tarball"])
+def test_managed_codex_path_agrees_with_rust(legacy_home: Home, flat_too: bool) -> None:
+    """A release with `bin/codex` (and maybe `codex` too): both report `bin/codex`."""
+    real_home = legacy_home
+    if flat_too:
+        release = os.path.realpath(real_home.paths.current)
+        os.symlink(os.path.join(release, "bin", "codex"), os.path.join(release, "codex"))
+    started = rust(real_home, "start")
+    assert started["status"] == "started"
+    kit = real_home.run("version").json["managedCodexPath"]
+    assert kit == rust(real_home, "version")["managedCodexPath"]
+    assert kit == os.path.join(real_home.paths.current, "bin", "codex")
+    assert real_home.run("stop").json["status"] == "stopped"

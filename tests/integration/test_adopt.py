@@ -342,8 +342,9 @@ def test_a_codex_that_fails_the_handshake_is_refused(home: Home) -> None:
     assert is_alive(server.pid)
 
 
-def test_a_server_of_the_dedicated_layout_is_refused(home: Home) -> None:
-    # The Rust daemon's dedicated layout manages it through <S>/daemon.pid (SPEC §2.4).
+def test_a_server_of_the_dedicated_layout_is_already_managed(home: Home) -> None:
+    # The Rust daemon's dedicated layout names it in <S>/daemon.pid; the kit manages
+    # that home with Rust's names (SPEC §9, §16), so there is nothing to adopt.
     write_settings(home)
     pid = start_foreign_server(home)
     lstart = subprocess.run(
@@ -356,10 +357,14 @@ def test_a_server_of_the_dedicated_layout_is_refused(home: Home) -> None:
     Path(home.paths.rust_dedicated_pid).write_text(
         json.dumps({"pid": pid, "processStartTime": lstart}, separators=(",", ":"))
     )
-    why = (
-        "a Codex daemon using the dedicated package layout manages it; use codex app-server daemon"
-    )
-    assert_refused(home, home.run("adopt"), pid, why)
+    adopted = home.run("adopt").json
+    assert adopted["status"] == "alreadyRunning"
+    assert adopted["backend"] == "pid"
+    assert not os.path.exists(home.paths.app_server.record)
+    assert not os.path.exists(home.paths.app_server.lock)
+    stopped = home.run("stop").json
+    assert stopped["status"] == "stopped"
+    assert not os.path.exists(home.paths.rust_dedicated_pid)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="starting a process as another user needs root")

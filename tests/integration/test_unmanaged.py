@@ -26,10 +26,6 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.timeout(60)
 
 UNMANAGED_ERROR = "Error: app server is running but is not managed by codex app-server daemon\n"
-DEDICATED_WARNING = (
-    "warning: a Codex daemon using the dedicated package layout manages this CODEX_HOME; "
-    "use codex app-server daemon\n"
-)
 ALREADY_RUNNING = (
     '{"status":"alreadyRunning","managedCodexPath":"<bin>","managedCodexVersion":"1.0.0",'
     '"socketPath":"<sock>","cliVersion":"<kitver>","appServerVersion":"2.0.0"}'
@@ -149,12 +145,12 @@ def test_stale_record_does_not_make_an_unmanaged_server_managed(
     assert not os.path.exists(home.paths.app_server.record)  # stale record cleaned up
 
 
-@pytest.mark.parametrize("command", ["stop", "restart"])
-def test_dedicated_layout_warning_precedes_the_refusal(
-    home: Home, unmanaged: subprocess.Popen[bytes], command: str
+def test_a_server_that_daemon_pid_names_is_managed_in_place(
+    home: Home, unmanaged: subprocess.Popen[bytes]
 ) -> None:
     # The Rust daemon's dedicated layout names its server in <S>/daemon.pid, a pid
-    # record of the same JSON schema (SPEC §2.4, §9).
+    # record of the same JSON schema: the kit manages that home with Rust's names
+    # (SPEC §9, §16) instead of refusing the server.
     os.makedirs(home.paths.state_dir, mode=0o700, exist_ok=True)
     lstart = subprocess.run(
         ["ps", "-p", str(unmanaged.pid), "-o", "lstart="],
@@ -166,11 +162,19 @@ def test_dedicated_layout_warning_precedes_the_refusal(
     Path(home.paths.rust_dedicated_pid).write_text(
         json.dumps({"pid": unmanaged.pid, "processStartTime": lstart}, separators=(",", ":"))
     )
-    result = home.run(command)
-    assert result.returncode == 1, result
-    assert result.stdout == ""
-    assert result.stderr == DEDICATED_WARNING + UNMANAGED_ERROR
-    assert is_alive(unmanaged.pid)
+    status = home.run("status").json
+    assert status["status"] == "running"
+    assert status["backend"] == "pid"
+    assert status["pid"] == unmanaged.pid
+    result = home.run("stop")
+    assert (result.returncode, result.stderr) == (0, ""), result
+    assert result.json["status"] == "stopped"
+    assert result.json["backend"] == "pid"
+    wait_for(lambda: unmanaged.poll() is not None, what="the server daemon.pid names to exit")
+    assert not os.path.exists(home.paths.rust_dedicated_pid)
+    # Nothing of the standalone names was created next to Rust's files.
+    for name in ("app-server.pid", "app-server.pid.lock", "app-server.stderr.log"):
+        assert not os.path.exists(os.path.join(home.paths.state_dir, name)), name
 
 
 def test_no_dedicated_layout_warning_when_its_process_is_gone(

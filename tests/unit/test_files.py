@@ -195,6 +195,21 @@ def test_created_files_are_0600_whatever_the_umask(tmp_path: Path, mask: int, fl
     assert mode_of(path) == 0o600
 
 
+@pytest.mark.parametrize("existing_mode", [0o644, 0o640, 0o604, 0o600])
+@pytest.mark.parametrize("size", [0, 4], ids=["empty", "non-empty"])
+@pytest.mark.parametrize("flags", [RDWR_CREATE, WRITE_CREATE_TRUNC], ids=["lock", "log"])
+def test_an_existing_file_keeps_its_mode(
+    tmp_path: Path, existing_mode: int, size: int, flags: int
+) -> None:
+    # The Rust daemon creates daemon.lock 0644: opening it must not chmod it (SPEC §16).
+    path = tmp_path / "daemon.lock"
+    path.write_bytes(b"x" * size)
+    path.chmod(existing_mode)
+    os.umask(0)
+    open_and_close(str(path), flags)
+    assert mode_of(path) == existing_mode
+
+
 def test_existing_file_contents_are_kept_by_rdwr_create(tmp_path: Path) -> None:
     path = tmp_path / "lock"
     path.write_text("kept")

@@ -21,7 +21,7 @@ from daemonkit.managed import (
     render_exit_status,
     versions_equal,
 )
-from daemonkit.paths import DaemonPaths
+from daemonkit.paths import DaemonPaths, Layout
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -185,13 +185,15 @@ def paths(tmp_path: Path) -> DaemonPaths:
     return DaemonPaths(str(tmp_path / "h"))
 
 
-def test_prefers_current_codex(paths: DaemonPaths) -> None:
+def test_prefers_the_tarball_layout_as_rust_reports_it(paths: DaemonPaths) -> None:
+    # Both present: the Rust daemon reports current/bin/codex, and managedCodexPath
+    # must agree with it (SPEC §9).
     release = make_release(paths, "1.0.0-x", "codex")
     os.makedirs(os.path.join(release, "bin"))
     with open(os.path.join(release, "bin", "codex"), "w") as f:
         f.write("")
     point_current(paths, release)
-    expected = os.path.join(paths.current, "codex")
+    expected = os.path.join(paths.current, "bin", "codex")
     assert managed_bin_path(paths) == expected
     assert ensure_managed_bin(paths) == expected
 
@@ -244,3 +246,25 @@ def test_missing_binary_reports_current_codex(
     assert render_error(caught.value).startswith(
         f"Error: managed standalone Codex install not found at {primary}; install Codex first\n"
     )
+
+
+def test_dedicated_layout_uses_its_own_current_bin_codex(tmp_path: Path) -> None:
+    home = tmp_path / "h"
+    standalone = DaemonPaths(str(home))
+    point_current(standalone, make_release(standalone, "1.0.0-x", "codex"))
+    dedicated = home / "packages" / "app-server-daemon"
+    release = dedicated / "releases" / "2.0.0-x"
+    (release / "bin").mkdir(parents=True)
+    (release / "bin" / "codex").write_text("")
+    (dedicated / "current").symlink_to(release)
+    paths = DaemonPaths.detect(str(home))
+    assert paths.layout is Layout.DEDICATED
+    expected = str(dedicated / "current" / "bin" / "codex")
+    assert managed_bin_path(paths) == expected
+    assert ensure_managed_bin(paths) == expected
+
+
+def test_dedicated_layout_reports_current_bin_codex_missing(tmp_path: Path) -> None:
+    paths = DaemonPaths(str(tmp_path / "h"), Layout.DEDICATED)
+    expected = str(tmp_path / "h" / "packages" / "app-server-daemon" / "current" / "bin" / "codex")
+    assert managed_bin_path(paths) == expected

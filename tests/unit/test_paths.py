@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from daemonkit.errors import HomeError
-from daemonkit.paths import DaemonPaths, resolve_codex_home
+from daemonkit.paths import DaemonPaths, Layout, detect_layout, resolve_codex_home
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -158,3 +158,80 @@ def test_layout_derived_from_home() -> None:
     assert paths.install_lock == f"{p}/install.lock"
     assert paths.rust_dedicated_pid == f"{s}/daemon.pid"
     assert paths.managed_bin_candidates == (f"{p}/current/codex", f"{p}/current/bin/codex")
+
+
+def test_dedicated_layout_names() -> None:
+    # What `codex app-server daemon start` of 0.169 sets up in a fresh home (SPEC §16).
+    paths = DaemonPaths("/tmp/dk-x/h", Layout.DEDICATED)
+    s = "/tmp/dk-x/h/app-server-daemon"
+    d = "/tmp/dk-x/h/packages/app-server-daemon"
+    p = "/tmp/dk-x/h/packages/standalone"
+    assert paths.layout is Layout.DEDICATED
+    assert paths.operation_lock == f"{s}/daemon.lock"
+    assert paths.settings == f"{s}/settings.json"
+    assert paths.app_server.record == f"{s}/daemon.pid"
+    assert paths.app_server.lock == f"{s}/daemon.pid.lock"
+    assert paths.app_server.log == f"{s}/daemon.stderr.log"
+    assert paths.updater.record == f"{s}/daemon-updater.pid"
+    assert paths.updater.lock == f"{s}/daemon-updater.pid.lock"
+    assert paths.updater.log == f"{s}/daemon-updater.stderr.log"
+    assert paths.updater_socket == f"{s}/daemon-updater.sock"
+    assert paths.managed_bin_candidates == (f"{d}/current/bin/codex",)
+    # Installs never target the dedicated root (SPEC §16).
+    assert paths.package_root == p
+    assert paths.install_lock == f"{p}/install.lock"
+
+
+def _touch(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("")
+
+
+def test_a_fresh_home_is_standalone(tmp_path: Path) -> None:
+    # Rust would pick the dedicated root here; the kit never creates it (SPEC §16).
+    assert detect_layout(str(tmp_path / "missing")) is Layout.STANDALONE
+    assert detect_layout(str(tmp_path)) is Layout.STANDALONE
+    assert DaemonPaths.detect(str(tmp_path)).app_server.record.endswith("/app-server.pid")
+
+
+def test_dedicated_current_wins_over_everything(tmp_path: Path) -> None:
+    _touch(tmp_path / "app-server-daemon" / "app-server.pid")
+    _touch(tmp_path / "app-server-daemon" / "app-server.stderr.log")
+    (tmp_path / "packages" / "standalone").mkdir(parents=True)
+    (tmp_path / "packages" / "standalone" / "current").symlink_to(tmp_path / "gone")
+    (tmp_path / "packages" / "app-server-daemon").mkdir(parents=True)
+    # A dangling `current` exists as a name: Rust checks existence of the link.
+    (tmp_path / "packages" / "app-server-daemon" / "current").symlink_to(tmp_path / "gone")
+    assert detect_layout(str(tmp_path)) is Layout.DEDICATED
+    paths = DaemonPaths.detect(str(tmp_path))
+    assert paths.app_server.record == str(tmp_path / "app-server-daemon" / "daemon.pid")
+
+
+@pytest.mark.parametrize(
+    ("artifact", "expected"),
+    [
+        ("daemon.pid", Layout.DEDICATED),
+        ("daemon.stderr.log", Layout.DEDICATED),
+        ("daemon-updater.pid", Layout.DEDICATED),
+        ("daemon-updater.stderr.log", Layout.DEDICATED),
+        ("app-server.pid", Layout.STANDALONE),
+        ("app-server.stderr.log", Layout.STANDALONE),
+        ("app-server-updater.pid", Layout.STANDALONE),
+        ("app-server-updater.stderr.log", Layout.STANDALONE),
+        # Neither a lock, settings nor kit state is a launch artifact.
+        ("daemon.lock", Layout.STANDALONE),
+        ("daemon.pid.lock", Layout.STANDALONE),
+        ("settings.json", Layout.STANDALONE),
+    ],
+)
+def test_launch_artifacts_pick_the_layout(tmp_path: Path, artifact: str, expected: Layout) -> None:
+    (tmp_path / "packages" / "standalone").mkdir(parents=True)
+    (tmp_path / "packages" / "standalone" / "current").symlink_to(tmp_path / "gone")
+    _touch(tmp_path / "app-server-daemon" / artifact)
+    assert detect_layout(str(tmp_path)) is expected
+
+
+def test_dedicated_artifacts_come_before_standalone_ones(tmp_path: Path) -> None:
+    _touch(tmp_path / "app-server-daemon" / "app-server.stderr.log")
+    _touch(tmp_path / "app-server-daemon" / "daemon.stderr.log")
+    assert detect_layout(str(tmp_path)) is Layout.DEDICATED

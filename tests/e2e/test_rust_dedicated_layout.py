@@ -1,0 +1,181 @@
+"""A home the Rust daemon set up in its dedicated layout, managed by the kit (SPEC §9, §16).
+
+``codex app-server daemon start`` of Codex >= 0.169 in a fresh home creates
+``packages/app-server-daemon/current`` and names its records ``daemon.pid`` and
+``daemon-updater.pid``. The kit then manages that server, and spawns its own from the
+dedicated binary with the same names, so that each CLI sees the other's server as
+managed. Runs against the pinned and the latest real Codex.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.harness import is_alive, marked_pids, wait_for
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from tests.harness import Home, RealCodex
+
+pytestmark = [pytest.mark.real_codex, pytest.mark.timeout(180)]
+
+SERVER_ARGV_TAIL = ["app-server", "--listen", "unix://", "--analytics-default-enabled"]
+
+
+def rust(codex: RealCodex, home: Home, command: str) -> dict[str, object]:
+    done = subprocess.run(
+        [str(codex.binary), "app-server", "daemon", command],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        env=home.env(),
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode("utf-8", "replace")
+    lines = done.stdout.decode().splitlines()
+    assert len(lines) == 1, lines
+    value = json.loads(lines[0])
+    assert isinstance(value, dict)
+    return value
+
+
+def cmdline(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return [arg.decode() for arg in f.read().split(b"\0")[:-1]]
+
+
+def modes(state_dir: str) -> dict[str, int]:
+    """The mode of every regular file in <S>."""
+    found = {}
+    for name in os.listdir(state_dir):
+        info = os.lstat(os.path.join(state_dir, name))
+        if stat.S_ISREG(info.st_mode):
+            found[name] = stat.S_IMODE(info.st_mode)
+    return found
+
+
+def servers(home: Home) -> list[int]:
+    """Live app-servers this test started (Rust's or the kit's), by the test's mark."""
+    return [
+        pid
+        for pid in marked_pids(home.mark)
+        if is_alive(pid) and cmdline(pid)[1:3] == ["app-server", "--listen"]
+    ]
+
+
+def record_pid(path: str) -> int | None:
+    try:
+        with open(path, "rb") as f:
+            pid = json.loads(f.read())["pid"]
+    except FileNotFoundError:
+        return None
+    assert isinstance(pid, int)
+    return pid
+
+
+def stop_rust_updater(home: Home) -> None:
+    """Rust's start also spawned ``pid-update-loop``: stop its group by the recorded pid."""
+    pid = record_pid(os.path.join(home.paths.state_dir, "daemon-updater.pid"))
+    if pid is not None and home.carries_mark(pid):
+        os.killpg(pid, signal.SIGTERM)
+        wait_for(lambda: not is_alive(pid), what=f"rust updater {pid} to exit")
+
+
+@pytest.fixture
+def rust_home(home: Home, real_codex: RealCodex) -> Iterator[Home]:
+    """A fresh home (no install) that Rust's ``start`` sets up in its dedicated layout."""
+    try:
+        yield home
+    finally:
+        for pid in servers(home):
+            os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: not servers(home), what="the servers this test started to exit")
+        stop_rust_updater(home)
+
+
+def test_kit_manages_a_home_rust_set_up_in_the_dedicated_layout(
+    rust_home: Home, real_codex: RealCodex
+) -> None:
+    home = rust_home
+    state_dir = home.paths.state_dir
+    dedicated_bin = os.path.join(
+        home.path, "packages", "app-server-daemon", "current", "bin", "codex"
+    )
+
+    started = rust(real_codex, home, "start")
+    assert started["status"] == "started"
+    rust_pid = started["pid"]
+    assert isinstance(rust_pid, int)
+    assert os.path.isfile(dedicated_bin)
+    assert record_pid(os.path.join(state_dir, "daemon.pid")) == rust_pid
+    rust_modes = modes(state_dir)
+    assert rust_modes["daemon.lock"] == 0o644
+
+    # The kit sees Rust's server as managed, with Rust's record and binary.
+    status = home.run("status").json
+    assert status["status"] == "running"
+    assert status["backend"] == "pid"
+    assert status["pid"] == rust_pid
+    version = home.run("version").json
+    assert version["status"] == "running"
+    assert version["backend"] == "pid"
+    assert version["managedCodexPath"] == dedicated_bin
+    assert version["managedCodexPath"] == rust(real_codex, home, "version")["managedCodexPath"]
+
+    stopped = home.run("stop").json
+    assert stopped["status"] == "stopped"
+    assert stopped["backend"] == "pid"
+    assert not is_alive(rust_pid)
+    assert not os.path.exists(os.path.join(state_dir, "daemon.pid"))
+
+    # The kit's own server comes from the dedicated binary, with 0.169's argv, and is
+    # recorded under Rust's name.
+    kit_started = home.run("start").json
+    assert kit_started["status"] == "started"
+    kit_pid = kit_started["pid"]
+    assert isinstance(kit_pid, int)
+    assert record_pid(os.path.join(state_dir, "daemon.pid")) == kit_pid
+    assert cmdline(kit_pid) == [
+        os.path.realpath(dedicated_bin),
+        *SERVER_ARGV_TAIL,
+        "--managed-daemon",
+    ]
+    # 0.169's daemon has no `status`: its `version` and an idempotent `start` say.
+    rust_version = rust(real_codex, home, "version")
+    assert rust_version["status"] == "running", rust_version
+    assert rust_version["backend"] == "pid", rust_version
+    rust_start = rust(real_codex, home, "start")
+    assert rust_start["status"] == "alreadyRunning", rust_start
+    assert rust_start["backend"] == "pid", rust_start
+    assert servers(home) == [kit_pid]
+
+    restarted = home.run("restart").json
+    assert restarted["status"] == "restarted"
+    new_pid = restarted["pid"]
+    assert isinstance(new_pid, int)
+    assert new_pid != kit_pid
+    assert not is_alive(kit_pid)
+    assert record_pid(os.path.join(state_dir, "daemon.pid")) == new_pid
+    assert servers(home) == [new_pid]
+
+    # Files Rust created keep their modes; the server's record and log are replaced
+    # by files the kit created (0600, SPEC §3.2). No standalone names appeared.
+    after = modes(state_dir)
+    replaced = {"daemon.pid", "daemon.stderr.log"}
+    for name, mode in rust_modes.items():
+        if name not in replaced:
+            assert after.get(name) == mode, name
+    assert after["daemon.lock"] == 0o644
+    assert not any(name.startswith("app-server.") for name in after), sorted(after)
+
+    assert rust(real_codex, home, "stop")["status"] == "stopped"
+    assert not is_alive(new_pid)
+    assert servers(home) == []
