@@ -117,7 +117,8 @@ def test_update_moves_the_running_server_to_npm_latest(home: Home) -> None:
         "message",
     ]
     assert output["status"] == "updated"
-    assert output["managedCodexPath"] == home.paths.managed_bin_candidates[0]
+    # npm releases hold `bin/codex` and the `codex` alias: reported as Rust reports it.
+    assert output["managedCodexPath"] == home.paths.managed_bin_candidates[1]
     assert output["installedVersion"] == new_version
     assert output["runningVersion"] == new_version
 

@@ -183,7 +183,8 @@ def test_install_from_npm_registry_then_start(home: Home) -> None:
     assert installed == {
         "status": "installed",
         "channel": "npm",
-        "managedCodexPath": f"{root}/current/codex",
+        # The release has both `codex` and `bin/codex`: reported as Rust reports it.
+        "managedCodexPath": f"{root}/current/bin/codex",
         "managedCodexVersion": REAL_CODEX_VERSION,
         "releasePath": release,
         "previousReleasePath": None,
@@ -205,7 +206,7 @@ def test_install_from_npm_registry_then_start(home: Home) -> None:
 
     started = home.run("start").json
     assert started["status"] == "started"
-    assert started["managedCodexPath"] == f"{root}/current/codex"
+    assert started["managedCodexPath"] == f"{root}/current/bin/codex"
     assert started["appServerVersion"] == REAL_CODEX_VERSION
     pid = started["pid"]
     assert isinstance(pid, int)
