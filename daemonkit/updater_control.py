@@ -7,6 +7,7 @@ import sys
 
 from daemonkit.backend import SpawnRequest, spawn_recorded, stop_recorded
 from daemonkit.environment import child_environment
+from daemonkit.errors import DaemonError
 from daemonkit.launcher import working_directory
 from daemonkit.pidfile import Running, is_starting_or_running
 
@@ -20,7 +21,22 @@ if TYPE_CHECKING:
     # (what, argv, env) -> the transient scope to spawn into, if any (SPEC §15.2).
     PlaceSpawn = Callable[[str, Sequence[str], Mapping[str, str]], ScopeCommand | None]
 
-__all__ = ["is_updater_active", "notify_updater", "spawn_updater", "stop_updater"]
+__all__ = [
+    "RUST_UPDATE_MARKER",
+    "is_updater_active",
+    "mark_updates_as_the_kits",
+    "notify_updater",
+    "spawn_updater",
+    "stop_updater",
+]
+
+# Rust 0.169's `start`/`restart` stop any updater of a standalone install whose
+# `<P>/auto-update-version` is missing (ensure_managed_updater), and start their own
+# when it names the release `current` points to. Any other content makes Rust leave
+# the updater that runs alone and start none (its tolerance for an installer that is
+# still publishing): so the kit's updater, which also supervises, survives a Rust
+# command in a kit home (issue 13). Not newline-terminated, like Rust's own marker.
+RUST_UPDATE_MARKER = "codex-daemonkit"
 
 # Long enough for a local connect, short enough never to slow a command down.
 NOTIFY_TIMEOUT_S = 0.2
@@ -68,6 +84,12 @@ def spawn_updater(
     argv = [sys.executable, "-m", "updater", "run"]
     if once:
         argv.append("--once")
+    try:
+        mark_updates_as_the_kits(paths)
+    except (OSError, DaemonError):
+        # Best effort: without the marker a Rust start may stop this updater, and the
+        # kit's next command starts it again.
+        pass
     env = updater_environment(environ, paths.codex_home)
     spawned = spawn_recorded(
         SpawnRequest(
@@ -84,6 +106,22 @@ def spawn_updater(
         return spawned.record.pid
     spawned.close()
     return spawned.pid
+
+
+def mark_updates_as_the_kits(paths: DaemonPaths) -> None:
+    """Write ``<P>/auto-update-version`` if the standalone install has none (see
+    ``RUST_UPDATE_MARKER``). A marker that exists, the kit's or Rust's, is left as it is;
+    a home without a standalone install (or in the dedicated layout) gets nothing."""
+    from daemonkit.paths import Layout  # noqa: PLC0415
+
+    marker = os.path.join(paths.package_root, "auto-update-version")
+    if paths.layout is not Layout.STANDALONE or not os.path.isdir(paths.package_root):
+        return
+    if os.path.lexists(marker):
+        return
+    from daemonkit.files import write_atomic  # noqa: PLC0415
+
+    write_atomic(marker, f"{marker}.tmp", RUST_UPDATE_MARKER.encode(), durable=False)
 
 
 def notify_updater(paths: DaemonPaths) -> None:
