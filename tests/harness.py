@@ -99,6 +99,25 @@ def write_settings(home: Home, settings: Mapping[str, object]) -> None:
     Path(home.paths.settings).write_text(json.dumps(settings))
 
 
+def rust_daemon(home: Home, binary: Path, command: str) -> dict[str, object]:
+    """``codex app-server daemon <command>`` of a real Codex in this home: it must exit 0
+    and print exactly one JSON object, as the kit's commands do."""
+    done = subprocess.run(
+        [str(binary), "app-server", "daemon", command],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        env=home.env(),
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode("utf-8", "replace")
+    lines = done.stdout.decode().splitlines()
+    assert len(lines) == 1, lines
+    value = json.loads(lines[0])
+    assert isinstance(value, dict)
+    return value
+
+
 def holds_for(predicate: Callable[[], bool], seconds: float, *, what: str) -> None:
     """A negative check: ``predicate`` stays true for ``seconds``, polled throughout."""
     deadline = time.monotonic() + seconds

@@ -13,12 +13,11 @@ import json
 import os
 import signal
 import stat
-import subprocess
 from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.harness import is_alive, marked_pids, wait_for
+from tests.harness import is_alive, marked_pids, rust_daemon, wait_for
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -31,20 +30,7 @@ SERVER_ARGV_TAIL = ["app-server", "--listen", "unix://", "--analytics-default-en
 
 
 def rust(codex: RealCodex, home: Home, command: str) -> dict[str, object]:
-    done = subprocess.run(
-        [str(codex.binary), "app-server", "daemon", command],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        env=home.env(),
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr.decode("utf-8", "replace")
-    lines = done.stdout.decode().splitlines()
-    assert len(lines) == 1, lines
-    value = json.loads(lines[0])
-    assert isinstance(value, dict)
-    return value
+    return rust_daemon(home, codex.binary, command)
 
 
 def cmdline(pid: int) -> list[str]:

@@ -10,12 +10,11 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.harness import is_alive, real_codex_binary, wait_for
+from tests.harness import is_alive, real_codex_binary, rust_daemon, wait_for
 
 if TYPE_CHECKING:
     from tests.harness import Home
@@ -26,20 +25,7 @@ pytestmark = [pytest.mark.real_codex, pytest.mark.timeout(120)]
 def rust(home: Home, command: str) -> dict[str, object]:
     binary = real_codex_binary()
     assert binary is not None
-    done = subprocess.run(
-        [str(binary), "app-server", "daemon", command],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        env=home.env(),
-        timeout=90,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr.decode("utf-8", "replace")
-    lines = done.stdout.decode().splitlines()
-    assert len(lines) == 1, lines
-    value = json.loads(lines[0])
-    assert isinstance(value, dict)
-    return value
+    return rust_daemon(home, binary, command)
 
 
 @pytest.fixture

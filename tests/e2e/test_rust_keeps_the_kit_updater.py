@@ -17,14 +17,20 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 from daemonkit.updater_control import RUST_UPDATE_MARKER
-from tests.harness import is_alive, read_regular, scheduled_updater, wait_for, write_settings
+from tests.harness import (
+    is_alive,
+    read_regular,
+    rust_daemon,
+    scheduled_updater,
+    wait_for,
+    write_settings,
+)
 
 if TYPE_CHECKING:
     from tests.harness import Home, RealCodex
@@ -36,21 +42,6 @@ SETTINGS: dict[str, object] = {
     "shutdownGraceSeconds": 2,
     "supervisor": {"healthCheckIntervalSeconds": 0},
 }
-
-
-def rust(home: Home, codex: RealCodex, command: str) -> dict[str, object]:
-    done = subprocess.run(
-        [str(codex.binary), "app-server", "daemon", command],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        env=home.env(),
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr.decode("utf-8", "replace")
-    value = json.loads(done.stdout.decode().splitlines()[-1])
-    assert isinstance(value, dict)
-    return value
 
 
 def recorded_server(home: Home) -> int:
@@ -71,7 +62,7 @@ def test_a_rust_command_in_a_kit_home_leaves_the_supervising_updater_alone(
     marker = Path(home.paths.package_root) / "auto-update-version"
     assert marker.read_text() == RUST_UPDATE_MARKER
 
-    rust(home, real_codex, command)
+    rust_daemon(home, real_codex.binary, command)
 
     assert is_alive(updater), f"Rust {command} stopped the kit's updater"
     assert scheduled_updater(home) == updater
