@@ -195,7 +195,7 @@ def _run(args: argparse.Namespace | SimpleNamespace) -> JsonOutput:
 
     home = resolve_codex_home(args.codex_home, os.environ)
     check_codex_home(home)
-    paths = DaemonPaths.detect(home)
+    paths = DaemonPaths.detect(home, os.environ)
     match args.command:
         case "status":
             from daemonkit.report import collect_status  # noqa: PLC0415

@@ -20,7 +20,7 @@ from daemonkit.errors import (
     UnmanagedServerError,
     describe_chain,
 )
-from daemonkit.files import read_state_file
+from daemonkit.files import ensure_state_dir, read_state_file
 from daemonkit.intent import DesiredState, write_desired_state
 from daemonkit.locks import operation_lock
 from daemonkit.managed import (
@@ -35,6 +35,7 @@ from daemonkit.pidrecord import parse_pid_record
 from daemonkit.procinfo import inspect_process, record_matches
 from daemonkit.settings import Settings, load_settings, load_settings_leniently
 from daemonkit.updater_control import (
+    foreign_updater_pid,
     is_updater_active,
     notify_updater,
     spawn_updater,
@@ -145,6 +146,10 @@ class Daemon:
         return settings.shutdown_grace_s
 
     def lock(self, grace_s: float) -> AbstractContextManager[int]:
+        if self.paths.kit_dir != self.paths.state_dir:
+            # Where this command's version cache goes (SPEC §16); made before the
+            # lock, whose wait may be long, so a failure costs nothing.
+            ensure_state_dir(self.paths.kit_dir)
         return operation_lock(
             self.paths.state_dir, self.paths.operation_lock, grace_s + OPERATION_LOCK_EXTRA_S
         )
@@ -317,6 +322,8 @@ class Daemon:
         """
         try:
             active = is_updater_active(self.paths)
+            if active and settings.restart_on_exit:
+                active = not self._replace_foreign_updater(settings)
             if settings.wants_updater and not active:
                 spawn_updater(self.paths, self.environ, once=False, place=self.place_spawn)
             elif settings.wants_updater:
@@ -327,6 +334,21 @@ class Daemon:
             self.warn(
                 f"failed to ensure managed updater after app-server start: {describe_chain(exc)}"
             )
+
+    def _replace_foreign_updater(self, settings: Settings) -> bool:
+        """Stop a Rust updater that holds the record, so that the kit's, which
+        supervises, takes its place (SPEC §16: a Rust ``bootstrap`` replaces the
+        kit's). In the dedicated layout the kit's updater runs Rust's update loop
+        itself, so updates go on as before. True if it stopped one."""
+        pid = foreign_updater_pid(self.paths)
+        if pid is None:
+            return False
+        self.warn(
+            f"replacing the Codex daemon's updater (pid {pid}), which does not supervise, "
+            "with the kit's"
+        )
+        stop_updater(self.paths, settings.shutdown_grace_s)
+        return True
 
     def _clean_up_failed_start(self, spawned: ProcessHandle) -> None:
         try:

@@ -266,9 +266,10 @@ class UpdaterReport(Value):
 
 
 class SupervisorReport(Value):
-    """``status``'s ``supervisor`` object (SPEC §14.8)."""
+    """``status``'s ``supervisor`` object (SPEC §14.8); ``reason`` says why an
+    ``interrupted`` supervisor is not watching (SPEC §16), and is omitted otherwise."""
 
-    __slots__ = ("last_exit", "restart_on_exit", "restarts", "state")
+    __slots__ = ("last_exit", "reason", "restart_on_exit", "restarts", "state")
 
     def __init__(
         self,
@@ -277,19 +278,24 @@ class SupervisorReport(Value):
         restart_on_exit: bool,
         restarts: int,
         last_exit: dict[str, object] | None,
+        reason: str | None = None,
     ) -> None:
         self.state: Final = state
         self.restart_on_exit: Final = restart_on_exit
         self.restarts: Final = restarts
         self.last_exit: Final = last_exit
+        self.reason: Final = reason
 
     def to_json(self) -> dict[str, object]:
-        return {
+        value: dict[str, object] = {
             "state": self.state,
             "restartOnExit": self.restart_on_exit,
             "restarts": self.restarts,
             "lastExit": self.last_exit,
         }
+        if self.reason is not None:
+            value["reason"] = self.reason
+        return value
 
 
 class PersistenceReport(Value):

@@ -20,6 +20,8 @@ __all__ = [
     "PidPaths",
     "ProcessKind",
     "detect_layout",
+    "home_digest",
+    "kit_private_dir",
     "passwd_home",
     "resolve_codex_home",
 ]
@@ -58,6 +60,29 @@ def passwd_home() -> str | None:
         return pwd.getpwuid(os.getuid()).pw_dir or None
     except KeyError:
         return None
+
+
+def home_digest(codex_home: str) -> str:
+    """A short stable name for one home: the first 12 hex digits of its path's SHA-256."""
+    import hashlib  # noqa: PLC0415 - only the dedicated layout and units need it
+
+    return hashlib.sha256(os.fsencode(codex_home)).hexdigest()[:12]
+
+
+def kit_private_dir(codex_home: str, environ: Mapping[str, str]) -> str | None:
+    """Where the kit keeps its own files for a home it shares with the Rust daemon.
+
+    ``$XDG_STATE_HOME/codex-daemonkit/homes/<digest>`` (``~/.local/state`` by default):
+    outside the home, whose dedicated layout is Rust's (SPEC §16). None without any
+    home directory to put it in.
+    """
+    base = environ.get("XDG_STATE_HOME") or ""
+    if not os.path.isabs(base):  # the XDG spec: a relative value is invalid, ignore it
+        user_home = environ.get("HOME") or passwd_home()
+        if not user_home:
+            return None
+        base = os.path.join(user_home, ".local", "state")
+    return os.path.join(base, "codex-daemonkit", "homes", home_digest(codex_home))
 
 
 class Layout(Enum):
@@ -159,6 +184,11 @@ class DaemonPaths(Value):
     commands build it once with :meth:`detect`. Installs (``package_root``,
     ``releases``, ``current``, ``previous``, ``install_lock``) always target the
     standalone root: the kit never creates the dedicated one.
+
+    ``kit_dir`` holds the files only the kit reads (its updater's state and request
+    socket, the version cache): <S> in a standalone home, and a private directory
+    outside the home in the dedicated layout, where <S> holds only what Rust knows
+    plus ``desired-state.json`` (SPEC §16).
     """
 
     __slots__ = (
@@ -168,6 +198,8 @@ class DaemonPaths(Value):
         "current",
         "desired_state",
         "install_lock",
+        "kit_dir",
+        "kit_updater_socket",
         "layout",
         "operation_lock",
         "package_root",
@@ -184,8 +216,11 @@ class DaemonPaths(Value):
         "version_cache",
     )
 
-    def __init__(self, codex_home: str, layout: Layout = Layout.STANDALONE) -> None:
+    def __init__(
+        self, codex_home: str, layout: Layout = Layout.STANDALONE, kit_dir: str | None = None
+    ) -> None:
         state_dir = os.path.join(codex_home, STATE_DIR_NAME)
+        kit_dir = kit_dir or state_dir
         package_root = os.path.join(codex_home, *STANDALONE_ROOT)
         server_stem, updater_stem = layout.stems
         self.codex_home: Final = codex_home
@@ -196,9 +231,18 @@ class DaemonPaths(Value):
         self.settings: Final = os.path.join(state_dir, "settings.json")
         self.settings_tmp: Final = os.path.join(state_dir, "settings.tmp")
         self.desired_state: Final = os.path.join(state_dir, "desired-state.json")
-        self.updater_state: Final = os.path.join(state_dir, "app-server-updater.state.json")
+        self.kit_dir: Final = kit_dir
+        self.updater_state: Final = os.path.join(kit_dir, "app-server-updater.state.json")
+        # The request socket every updater, the kit's or Rust's, binds (SPEC §8.3).
         self.updater_socket: Final = os.path.join(state_dir, f"{updater_stem}.sock")
-        self.version_cache: Final = os.path.join(state_dir, "managed-codex-version.json")
+        # The socket the kit's updater binds: the same one, except in the dedicated
+        # layout, where Rust's update loop (run by the kit's updater) binds that one.
+        self.kit_updater_socket: Final = (
+            self.updater_socket
+            if kit_dir == state_dir
+            else os.path.join(kit_dir, "app-server-updater.sock")
+        )
+        self.version_cache: Final = os.path.join(kit_dir, "managed-codex-version.json")
         self.app_server: Final = PidPaths.for_stem(state_dir, server_stem, ProcessKind.APP_SERVER)
         self.updater: Final = PidPaths.for_stem(state_dir, updater_stem, ProcessKind.UPDATER)
         self.package_root: Final = package_root
@@ -210,9 +254,12 @@ class DaemonPaths(Value):
         self.rust_dedicated_pid: Final = os.path.join(state_dir, "daemon.pid")
 
     @classmethod
-    def detect(cls, codex_home: str) -> DaemonPaths:
+    def detect(cls, codex_home: str, environ: Mapping[str, str]) -> DaemonPaths:
         """The paths for the layout the home has now (:func:`detect_layout`)."""
-        return cls(codex_home, detect_layout(codex_home))
+        layout = detect_layout(codex_home)
+        if layout is Layout.STANDALONE:
+            return cls(codex_home, layout)
+        return cls(codex_home, layout, kit_private_dir(codex_home, environ))
 
     @property
     def managed_bin_candidates(self) -> tuple[str, ...]:

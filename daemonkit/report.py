@@ -11,7 +11,7 @@ from daemonkit import __version__
 from daemonkit.environment import child_environment
 from daemonkit.errors import DaemonError, ProbeError, UnsafeFileError, describe_exception
 from daemonkit.files import read_state_file
-from daemonkit.intent import read_desired_state
+from daemonkit.intent import DesiredState, read_desired_state
 from daemonkit.logtail import read_tail
 from daemonkit.managed import managed_bin_path
 from daemonkit.output import (
@@ -71,26 +71,46 @@ def _str_or_none(value: object) -> str | None:
 
 
 def _supervisor(
-    settings: Settings, updater: Absent | Running, active: bool, recorded: dict[str, object]
+    settings: Settings,
+    updater: Absent | Running,
+    active: bool,
+    recorded: dict[str, object],
+    desired: DesiredState | None,
 ) -> SupervisorReport:
-    """SPEC §14.8: what the kit's updater saved; ``off`` when nothing supervises.
+    """SPEC §14.8: what the kit's updater saved; ``off`` when nothing is meant to
+    supervise, ``interrupted`` (with the reason) when something should and does not.
 
     A Rust updater holding the record does not supervise, and neither does a kit
-    updater while ``restartOnExit`` is false.
+    updater while ``restartOnExit`` is false. Rust commands stop the kit's updater
+    in some cases (SPEC §16); the kit's next start puts it back.
     """
     memory = recorded.get("supervisor")
     saved = memory if isinstance(memory, dict) else {}
     command = read_command(updater.record.pid) if isinstance(updater, Running) else None
-    supervising = (
-        active and settings.restart_on_exit and command is not None and is_kit_updater(command.argv)
-    )
-    state = _str_or_none(saved.get("state")) if supervising else None
+    kit_updater = active and command is not None and is_kit_updater(command.argv)
+    supervising = settings.restart_on_exit and kit_updater
+    state = (_str_or_none(saved.get("state")) or "watching") if supervising else "off"
+    reason = None
+    if settings.restart_on_exit and not supervising and desired is DesiredState.RUNNING:
+        state = "interrupted"
+        if active and isinstance(updater, Running):
+            reason = (
+                f"the updater running (pid {updater.record.pid}) is the Codex daemon's, "
+                "which does not supervise"
+            )
+        else:
+            reason = (
+                "no updater is running: something outside the kit stopped it (a Codex "
+                "daemon command does when it finds updates off or not its own to make)"
+            )
+        reason += "; `codex-daemon start` restores supervision"
     last_exit = saved.get("lastExit")
     return SupervisorReport(
-        state=(state or "watching") if supervising else "off",
+        state=state,
         restart_on_exit=settings.restart_on_exit,
         restarts=_int_or_none(saved.get("restarts")) or 0,
         last_exit=last_exit if isinstance(last_exit, dict) else None,
+        reason=reason,
     )
 
 
@@ -144,7 +164,7 @@ def collect_status(paths: DaemonPaths, environ: Mapping[str, str]) -> StatusOutp
             last_result=_str_or_none(recorded.get("lastResult")),
             last_error=_str_or_none(recorded.get("lastError")),
         ),
-        supervisor=_supervisor(settings, updater_state, updater_active, recorded),
+        supervisor=_supervisor(settings, updater_state, updater_active, recorded, desired),
         persistence=persistence_report(paths.codex_home, environ),
         warnings=tuple(warnings),
     )

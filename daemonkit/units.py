@@ -18,7 +18,7 @@ import os
 import string
 
 from daemonkit.errors import HomeError, SystemdError
-from daemonkit.paths import resolve_codex_home
+from daemonkit.paths import home_digest, resolve_codex_home
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -69,10 +69,7 @@ def unit_name(codex_home: str, default_home: str | None) -> str:
     """
     if codex_home == default_home:
         return PACKAGED_UNIT
-    import hashlib  # noqa: PLC0415 - only status and enable/disable name units
-
-    digest = hashlib.sha256(os.fsencode(codex_home)).hexdigest()[:12]
-    return f"codex-daemon-{digest}.service"
+    return f"codex-daemon-{home_digest(codex_home)}.service"
 
 
 def is_kit_unit_name(name: str) -> bool:

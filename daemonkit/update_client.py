@@ -9,9 +9,15 @@ import time
 
 from daemonkit.errors import UpdaterError
 from daemonkit.output import write_stderr
+from daemonkit.paths import Layout
 from daemonkit.probe import connect_unix
 from daemonkit.settings import load_settings
-from daemonkit.updater_control import is_updater_active, spawn_updater
+from daemonkit.updater_control import (
+    dedicated_update_refusal,
+    foreign_updater_pid,
+    is_updater_active,
+    spawn_updater,
+)
 from daemonkit.value import Value
 
 TYPE_CHECKING = False
@@ -115,6 +121,14 @@ def request_update(
     paths: DaemonPaths, environ: Mapping[str, str], *, assume_yes: bool
 ) -> RelayedOutput:
     settings = load_settings(paths.settings)
+    # In the dedicated layout Rust's loop answers; the kit's updater runs it only with
+    # auto-update on, and never installs into Rust's layout itself (SPEC §16).
+    if (
+        paths.layout is Layout.DEDICATED
+        and not settings.auto_update_enabled
+        and foreign_updater_pid(paths) is None
+    ):
+        raise UpdaterError(dedicated_update_refusal(paths))
     if not _confirmed(assume_yes):
         raise UpdaterError("update cancelled")
     try:

@@ -9,7 +9,7 @@ from daemonkit.backend import SpawnRequest, spawn_recorded, stop_recorded
 from daemonkit.environment import child_environment
 from daemonkit.errors import DaemonError
 from daemonkit.launcher import working_directory
-from daemonkit.pidfile import Running, is_starting_or_running
+from daemonkit.pidfile import Running, active_state, is_starting_or_running
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "RUST_UPDATE_MARKER",
+    "dedicated_update_refusal",
+    "foreign_updater_pid",
     "is_updater_active",
     "mark_updates_as_the_kits",
     "notify_updater",
@@ -48,6 +50,20 @@ KIT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def is_updater_active(paths: DaemonPaths) -> bool:
     return is_starting_or_running(paths.updater)
+
+
+def foreign_updater_pid(paths: DaemonPaths) -> int | None:
+    """The pid of the live updater the record names if it is not the kit's: the Rust
+    daemon's ``pid-update-loop``, which updates but never supervises (SPEC §16)."""
+    from daemonkit.procinfo import is_kit_updater, read_command  # noqa: PLC0415
+
+    state = active_state(paths.updater)
+    if not isinstance(state, Running):
+        return None
+    command = read_command(state.record.pid)
+    if command is None or is_kit_updater(command.argv):
+        return None
+    return state.record.pid
 
 
 def updater_environment(environ: Mapping[str, str], codex_home: str) -> dict[str, str]:
@@ -124,6 +140,16 @@ def mark_updates_as_the_kits(paths: DaemonPaths) -> None:
     write_atomic(marker, f"{marker}.tmp", RUST_UPDATE_MARKER.encode(), durable=False)
 
 
+def dedicated_update_refusal(paths: DaemonPaths) -> str:
+    """Why the kit does not update a home in Rust's dedicated layout itself (SPEC §16)."""
+    return (
+        f"the dedicated package layout {os.path.dirname(paths.bin_current)} is updated by "
+        "the Codex daemon's own update loop, which the updater runs while "
+        f"updater.autoUpdateEnabled is on in {paths.settings}; "
+        "`codex app-server daemon update --from-cli` pins the Codex you run it with"
+    )
+
+
 def notify_updater(paths: DaemonPaths) -> None:
     """Tell a running updater that the server changed, so it watches the new one at
     once (SPEC §14.2). Best effort: an updater that misses it sees the record at its
@@ -131,7 +157,7 @@ def notify_updater(paths: DaemonPaths) -> None:
     from daemonkit.probe import connect_unix  # noqa: PLC0415 - socket costs start-up time
 
     try:
-        sock = connect_unix(paths.updater_socket, NOTIFY_TIMEOUT_S)
+        sock = connect_unix(paths.kit_updater_socket, NOTIFY_TIMEOUT_S)
     except OSError:
         return
     try:

@@ -544,9 +544,20 @@ def _daemon_page() -> Page:
                 "1, 2, 4 up to 60 seconds; five exits within five minutes make it give up "
                 "until the next start, restart or bootstrap. It never restarts after a stop. "
                 f"{bold('codex-daemon status')} reports it under {bold('supervisor')}: "
-                f"{bold('state')} (watching, restarting, backingOff, gaveUp or off), "
-                f"{bold('restartOnExit')}, {bold('restarts')} since the last user start, and "
-                f"{bold('lastExit')} (time, pid and reason of the last unexpected exit)."
+                f"{bold('state')} (watching, restarting, backingOff, gaveUp, interrupted or "
+                f"off), {bold('restartOnExit')}, {bold('restarts')} since the last user start, "
+                f"{bold('lastExit')} (time, pid and reason of the last unexpected exit), and "
+                f"for interrupted the {bold('reason')}: a Codex daemon command stopped the "
+                "updater, or the Codex daemon's own updater, which does not supervise, holds "
+                "its record. The next start restores supervision."
+            ),
+            (
+                "A home the Codex daemon set up in its dedicated package layout "
+                "(packages/app-server-daemon) is managed in place, under its file names; "
+                "updates there are the Codex daemon's own: the updater runs the managed "
+                f"binary's {bold('codex app-server daemon pid-update-loop')} and installs "
+                "nothing itself, and the kit's own files for that home are kept in "
+                "$XDG_STATE_HOME/codex-daemonkit/homes/."
             ),
         ),
         sections=(

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import pytest
 
-from daemonkit.paths import DaemonPaths
+from daemonkit.paths import DaemonPaths, Layout
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
@@ -99,11 +99,11 @@ def write_settings(home: Home, settings: Mapping[str, object]) -> None:
     Path(home.paths.settings).write_text(json.dumps(settings))
 
 
-def rust_daemon(home: Home, binary: Path, command: str) -> dict[str, object]:
+def rust_daemon(home: Home, binary: Path, command: str, *args: str) -> dict[str, object]:
     """``codex app-server daemon <command>`` of a real Codex in this home: it must exit 0
     and print exactly one JSON object, as the kit's commands do."""
     done = subprocess.run(
-        [str(binary), "app-server", "daemon", command],
+        [str(binary), "app-server", "daemon", command, *args],
         stdin=subprocess.DEVNULL,
         capture_output=True,
         env=home.env(),
@@ -116,6 +116,31 @@ def rust_daemon(home: Home, binary: Path, command: str) -> dict[str, object]:
     value = json.loads(lines[0])
     assert isinstance(value, dict)
     return value
+
+
+# Every name Rust's daemon keeps in <S> of its dedicated layout (SPEC §16): the kit may
+# add only desired-state.json there.
+RUST_STATE_NAMES = frozenset(
+    {
+        "daemon.pid",
+        "daemon.pid.lock",
+        "daemon.stderr.log",
+        "daemon.stderr.log.previous",
+        "daemon-updater.pid",
+        "daemon-updater.pid.lock",
+        "daemon-updater.stderr.log",
+        "daemon-updater.stderr.log.previous",
+        "daemon-updater.sock",
+        "daemon.lock",
+        "settings.json",
+    }
+)
+
+
+def assert_no_kit_only_files(home: Home) -> None:
+    """<S> of a Rust dedicated home holds Rust's files and desired-state.json only."""
+    present = set(os.listdir(home.paths.state_dir))
+    assert present - RUST_STATE_NAMES <= {"desired-state.json"}, sorted(present)
 
 
 def holds_for(predicate: Callable[[], bool], seconds: float, *, what: str) -> None:
@@ -503,13 +528,25 @@ class Home:
 
     # -- teardown -------------------------------------------------------------------
 
+    def follow_layout(self) -> DaemonPaths:
+        """Point ``paths`` at the layout the home has now, as every command does
+        (SPEC §16): Rust's record names, the kit's files outside the home."""
+        self.paths = DaemonPaths.detect(str(self.path), self.env())
+        return self.paths
+
     def carries_mark(self, pid: int) -> bool:
         return pid in marked_pids(self.mark)
 
     def _kill_recorded(self) -> list[int]:
         """SIGKILL the processes named by this home's records, if they carry our mark."""
         killed = []
-        for record_path in (self.paths.app_server.record, self.paths.updater.record):
+        # Both layouts' names: a Rust command may have moved the home to the other.
+        records = (
+            os.path.join(self.paths.state_dir, f"{stem}.pid")
+            for layout in Layout
+            for stem in layout.stems
+        )
+        for record_path in records:
             try:
                 pid = json.loads(read_regular(record_path) or b"")["pid"]
             except (ValueError, KeyError, TypeError):

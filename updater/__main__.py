@@ -54,7 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from daemonkit.paths import DaemonPaths, resolve_codex_home  # noqa: PLC0415
         from updater.loop import run_updater  # noqa: PLC0415
 
-        paths = DaemonPaths.detect(resolve_codex_home(args.codex_home, os.environ))
+        home = resolve_codex_home(args.codex_home, os.environ)
+        paths = DaemonPaths.detect(home, os.environ)
         return run_updater(paths, os.environ, once=args.once)
     except (DaemonError, OSError) as exc:
         if os.environ.get("CODEX_DAEMONKIT_DEBUG") == "1":

@@ -46,6 +46,7 @@ Event = Literal[
     "health_check_failed",
     "gave_up",
     "self_upgrade",
+    "rust_update_loop_exited",
 ]
 
 

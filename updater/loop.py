@@ -32,6 +32,7 @@ from daemonkit.errors import DaemonError, PidFileError, SettingsError
 from daemonkit.files import ensure_state_dir
 from daemonkit.hooks import time_scale
 from daemonkit.lifecycle import Daemon
+from daemonkit.paths import Layout
 from daemonkit.pidfile import (
     Absent,
     Running,
@@ -42,6 +43,7 @@ from daemonkit.pidfile import (
 from daemonkit.pidrecord import PidRecord
 from daemonkit.procinfo import inspect_process, record_matches
 from daemonkit.settings import Settings, load_settings
+from daemonkit.updater_control import dedicated_update_refusal
 from updater.cycle import ShutdownRequestedError, run_cycle
 from updater.log import EventLog, error_text
 from updater.reexec import consume_reexec_marker, reexec
@@ -54,6 +56,7 @@ from updater.requests import (
     encode_ok,
     send_reply,
 )
+from updater.rust_loop import RustUpdateLoop
 from updater.selfupgrade import (
     SELF_CHECK_S,
     SelfUpgrade,
@@ -225,6 +228,12 @@ class Updater:
         # The code this image runs, taken once registered; a one-shot updater exits
         # instead of re-executing (SPEC §8.8), so it does not look.
         self.package_dirs = kit_package_dirs()
+        # The dedicated layout is Rust's to update: its own loop does it, as our child.
+        self.rust_loop = (
+            RustUpdateLoop(paths, environ, log, self.scale)
+            if paths.layout is Layout.DEDICATED and not once
+            else None
+        )
         self.upgrade = (
             None
             if once
@@ -236,19 +245,21 @@ class Updater:
     def bind(self) -> int | None:
         """Bind the request socket; an exit code if another updater owns it."""
         try:
-            bound = bind_request_socket(self.paths.updater_socket, self.log)
+            bound = bind_request_socket(self.paths.kit_updater_socket, self.log)
         except OSError as exc:
             self.log.warn_line(
                 f"failed to bind updater request socket "
-                f"{self.paths.updater_socket}: {error_text(exc)}"
+                f"{self.paths.kit_updater_socket}: {error_text(exc)}"
             )
             return 1 if self.once else None
         if bound is BindOutcome.OTHER_UPDATER:
-            sys.stderr.write(f"another updater is running (socket {self.paths.updater_socket})\n")
+            sys.stderr.write(
+                f"another updater is running (socket {self.paths.kit_updater_socket})\n"
+            )
             return 0
         if bound is BindOutcome.NOT_SERVED:
             self.log.warn_line(
-                f"not serving update requests: {self.paths.updater_socket} is not ours"
+                f"not serving update requests: {self.paths.kit_updater_socket} is not ours"
             )
             return 1 if self.once else None
         self.server = bound
@@ -260,6 +271,8 @@ class Updater:
             self.server = None
         if self.supervisor is not None:
             self.supervisor.close()
+        if self.rust_loop is not None:
+            self.rust_loop.stop()
 
     def save(self) -> None:
         failure = save_state(self.paths.updater_state, self.state)
@@ -313,7 +326,10 @@ class Updater:
             return None  # the cycle and the supervisor report it; keep what we do
         if not settings.wants_updater:
             return 0
-        if not settings.auto_update_enabled:
+        if self.rust_loop is not None:
+            self.next_cycle_at = None
+            self.rust_loop.want(settings.auto_update_enabled)
+        elif not settings.auto_update_enabled:
             self.next_cycle_at = None
         elif self.next_cycle_at is None:
             self._schedule(self._interval_delay_s(settings))
@@ -332,6 +348,9 @@ class Updater:
         if supervisor is not None:
             watched += supervisor.fds()
             deadlines.append(supervisor.deadline())
+        if self.rust_loop is not None:
+            watched += self.rust_loop.fds()
+            deadlines.append(self.rust_loop.deadline())
         due = min((d for d in deadlines if d is not None), default=None)
         timeout = None if due is None else max(0.0, due - time.monotonic())
         readable, _, _ = select.select(watched, [], [], timeout)
@@ -342,6 +361,8 @@ class Updater:
             return self._serve_request(self.server)
         if supervisor is not None:
             supervisor.on_wake(readable)
+        if self.rust_loop is not None:
+            self.rust_loop.on_wake()
         if self.next_cycle_at is None or time.monotonic() < self.next_cycle_at:
             return None
         if self.once:
@@ -392,6 +413,11 @@ class Updater:
         return self._answer_update(conn)
 
     def _answer_update(self, conn: socket.socket) -> int | None:
+        if self.paths.layout is Layout.DEDICATED:
+            # Reached only through our private socket: Rust's loop answers on the
+            # request socket everybody else uses.
+            send_reply(conn, encode_err(dedicated_update_refusal(self.paths)))
+            return None
         try:
             report = self._cycle(requested=True)
         except ShutdownRequestedError:
@@ -501,6 +527,8 @@ def run_updater(paths: DaemonPaths, environ: Mapping[str, str], *, once: bool) -
     code = register(paths, shutdown)
     if code is not None:
         return code
+    if paths.kit_dir != paths.state_dir:
+        ensure_state_dir(paths.kit_dir)
     updater = Updater(paths, environ, log, shutdown, once=once)
     try:
         if reexec_at_ms is not None:

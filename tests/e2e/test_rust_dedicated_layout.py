@@ -17,7 +17,15 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.harness import is_alive, marked_pids, rust_daemon, wait_for
+from tests.harness import (
+    assert_no_kit_only_files,
+    is_alive,
+    marked_pids,
+    rust_daemon,
+    scheduled_updater,
+    wait_for,
+    write_settings,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -67,12 +75,40 @@ def record_pid(path: str) -> int | None:
     return pid
 
 
-def stop_rust_updater(home: Home) -> None:
-    """Rust's start also spawned ``pid-update-loop``: stop its group by the recorded pid."""
+def stop_updater_group(home: Home) -> None:
+    """Stop the recorded updater's group (Rust's loop, or the kit's updater with Rust's
+    loop as its child) by the recorded pid; first, so nothing restarts the servers."""
     pid = record_pid(os.path.join(home.paths.state_dir, "daemon-updater.pid"))
     if pid is not None and home.carries_mark(pid):
         os.killpg(pid, signal.SIGTERM)
-        wait_for(lambda: not is_alive(pid), what=f"rust updater {pid} to exit")
+        wait_for(lambda: not is_alive(pid), what=f"updater {pid} to exit")
+
+
+def rust_update_loops(home: Home) -> dict[int, int]:
+    """{pid: parent pid} of the live ``pid-update-loop`` processes this test started."""
+    found = {}
+    for pid in marked_pids(home.mark):
+        if is_alive(pid) and cmdline(pid)[1:] == ["app-server", "daemon", "pid-update-loop"]:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                found[pid] = int(f.read().rsplit(b")", 1)[1].split()[1])
+        # Anything else this test started is a server or a kit updater.
+    return found
+
+
+def assert_the_kit_updater_runs_rusts_loop(home: Home) -> int:
+    """Exactly one recorded updater, the kit's, with Rust's loop as its only child."""
+    home.follow_layout()
+    updater = scheduled_updater(home)
+    wait_for(
+        lambda: list(rust_update_loops(home).values()) == [updater],
+        what="the kit's updater to run Rust's update loop",
+    )
+    return updater
+
+
+def assert_leaves_rust_home_alone(home: Home) -> None:
+    assert_no_kit_only_files(home)
+    assert not os.path.exists(os.path.join(home.path, "packages", "standalone"))
 
 
 @pytest.fixture
@@ -81,10 +117,10 @@ def rust_home(home: Home, real_codex: RealCodex) -> Iterator[Home]:
     try:
         yield home
     finally:
+        stop_updater_group(home)
         for pid in servers(home):
             os.kill(pid, signal.SIGTERM)
         wait_for(lambda: not servers(home), what="the servers this test started to exit")
-        stop_rust_updater(home)
 
 
 def test_kit_manages_a_home_rust_set_up_in_the_dedicated_layout(
@@ -124,10 +160,16 @@ def test_kit_manages_a_home_rust_set_up_in_the_dedicated_layout(
 
     # The kit's own server comes from the dedicated binary, with 0.169's argv, and is
     # recorded under Rust's name.
-    kit_started = home.run("start").json
+    rust_updater = record_pid(os.path.join(state_dir, "daemon-updater.pid"))
+    kit_start = home.run("start")
+    kit_started = kit_start.json
     assert kit_started["status"] == "started"
+    assert f"replacing the Codex daemon's updater (pid {rust_updater})" in kit_start.stderr
     kit_pid = kit_started["pid"]
     assert isinstance(kit_pid, int)
+    # Rust's updater, which does not supervise, gave way to the kit's, which runs
+    # Rust's update loop as its child: one recorded updater, and updates stay Rust's.
+    updater = assert_the_kit_updater_runs_rusts_loop(home)
     assert record_pid(os.path.join(state_dir, "daemon.pid")) == kit_pid
     assert cmdline(kit_pid) == [
         os.path.realpath(dedicated_bin),
@@ -143,6 +185,7 @@ def test_kit_manages_a_home_rust_set_up_in_the_dedicated_layout(
     assert rust_start["backend"] == "pid", rust_start
     assert servers(home) == [kit_pid]
 
+    assert scheduled_updater(home) == updater, "a Rust start replaced the kit's updater"
     restarted = home.run("restart").json
     assert restarted["status"] == "restarted"
     new_pid = restarted["pid"]
@@ -155,13 +198,45 @@ def test_kit_manages_a_home_rust_set_up_in_the_dedicated_layout(
     # Files Rust created keep their modes; the server's record and log are replaced
     # by files the kit created (0600, SPEC §3.2). No standalone names appeared.
     after = modes(state_dir)
-    replaced = {"daemon.pid", "daemon.stderr.log"}
+    replaced = {
+        "daemon.pid",
+        "daemon.stderr.log",
+        "daemon-updater.pid",
+        "daemon-updater.stderr.log",
+    }
     for name, mode in rust_modes.items():
         if name not in replaced:
             assert after.get(name) == mode, name
     assert after["daemon.lock"] == 0o644
     assert not any(name.startswith("app-server.") for name in after), sorted(after)
+    assert_leaves_rust_home_alone(home)
+    assert os.path.isfile(home.paths.updater_state)  # the kit's, outside the home
 
     assert rust(real_codex, home, "stop")["status"] == "stopped"
     assert not is_alive(new_pid)
     assert servers(home) == []
+
+
+def test_update_in_the_dedicated_layout_is_rusts_own(
+    rust_home: Home, real_codex: RealCodex
+) -> None:
+    """The kit installs nothing there: ``update`` reaches Rust's loop, whose answer,
+    offline here, is its failure to fetch its installer, relayed unchanged."""
+    home = rust_home
+    assert rust(real_codex, home, "start")["status"] == "started"
+    assert home.run("start").json["status"] == "alreadyRunning"
+    assert_the_kit_updater_runs_rusts_loop(home)
+
+    done = home.run("update", "--yes")
+    assert done.returncode == 1
+    assert "chatgpt.com/codex/install.sh" in done.stderr, done.stderr
+    assert_leaves_rust_home_alone(home)
+
+    # With auto-update off the kit's updater runs no loop, and says who updates.
+    write_settings(home, {"updater": {"autoUpdateEnabled": False}})
+    assert home.run("restart").json["status"] == "restarted"
+    wait_for(lambda: not rust_update_loops(home), what="Rust's loop to stop with updates off")
+    done = home.run("update", "--yes")
+    assert done.returncode == 1
+    assert "is updated by the Codex daemon's own update loop" in done.stderr, done.stderr
+    assert_leaves_rust_home_alone(home)

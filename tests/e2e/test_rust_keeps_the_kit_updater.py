@@ -28,6 +28,7 @@ from tests.harness import (
     read_regular,
     rust_daemon,
     scheduled_updater,
+    updater_pid,
     wait_for,
     write_settings,
 )
@@ -102,4 +103,91 @@ def test_the_marker_of_an_existing_install_is_never_changed(
     scheduled_updater(home)
     assert marker.read_text() == "0.169.0-x86_64-unknown-linux-musl"
     assert marker.stat().st_mode & 0o777 == 0o644
+    assert home.run("stop").json["status"] == "stopped"
+
+
+def supervisor(home: Home) -> dict[str, object]:
+    value = home.run("status").json["supervisor"]
+    assert isinstance(value, dict)
+    return value
+
+
+def assert_supervision_repairs_a_kill(home: Home) -> None:
+    server = recorded_server(home)
+    os.kill(server, signal.SIGKILL)
+
+    def replaced() -> bool:
+        raw = read_regular(home.paths.app_server.record)
+        pid = json.loads(raw)["pid"] if raw else None  # empty: a spawn in progress
+        return pid not in (None, server) and home.run("version").returncode == 0
+
+    wait_for(replaced, what="the kit's updater to restart the killed server")
+
+
+def test_a_rust_bootstrap_stops_the_kit_updater_until_the_next_start(
+    home: Home, real_codex: RealCodex
+) -> None:
+    """Rust's bootstrap always stops whatever updater runs; finding the kit's marker,
+    which names no release, it starts no updater of its own (and reports
+    ``autoUpdateEnabled: false``), keeping the kit's settings. ``status`` says
+    supervision was interrupted, and the kit's next start restores it."""
+    home.install_real(real_codex)
+    write_settings(home, SETTINGS)
+    assert home.run("start").json["status"] == "started"
+    kit_updater = scheduled_updater(home)
+
+    bootstrapped = rust_daemon(home, real_codex.binary, "bootstrap")
+    assert bootstrapped["status"] == "bootstrapped"
+    assert bootstrapped["autoUpdateEnabled"] is False
+
+    assert not is_alive(kit_updater)
+    assert updater_pid(home) is None
+    assert json.loads(Path(home.paths.settings).read_text()) == {
+        **SETTINGS,
+        "remoteControlEnabled": False,
+    }
+    report = supervisor(home)
+    assert report["state"] == "interrupted", report
+    assert "no updater is running" in str(report["reason"])
+    assert "`codex-daemon start` restores supervision" in str(report["reason"])
+
+    assert home.run("start").json["status"] == "alreadyRunning"
+    scheduled_updater(home)
+    assert supervisor(home)["state"] == "watching"
+    assert_supervision_repairs_a_kill(home)
+    assert home.run("stop").json["status"] == "stopped"
+
+
+def test_a_rust_update_migrates_a_kit_home_and_the_kit_manages_it_there(
+    home: Home, real_codex: RealCodex
+) -> None:
+    """``update --from-cli`` (offline: it copies the CLI's own package) moves a legacy
+    home to the dedicated layout and pins it, stopping the kit's updater; Rust starts
+    none for a pinned package. The kit then finds the server under Rust's names,
+    ``status`` says supervision was interrupted, and the next start restores it."""
+    home.install_real(real_codex)
+    write_settings(home, SETTINGS)
+    assert home.run("start").json["status"] == "started"
+    kit_updater = scheduled_updater(home)
+
+    updated = rust_daemon(home, real_codex.binary, "update", "--from-cli", "--yes")
+    assert updated["status"] == "updated", updated
+
+    assert not is_alive(kit_updater)
+    paths = home.follow_layout()
+    assert os.path.basename(paths.app_server.record) == "daemon.pid"
+    migrated_server = recorded_server(home)
+    status = home.run("status").json
+    assert status["status"] == "running"
+    assert status["pid"] == migrated_server
+    report = status["supervisor"]
+    assert isinstance(report, dict)
+    assert report["state"] == "interrupted", report
+    assert "no updater is running" in str(report["reason"])
+
+    assert home.run("start").json["status"] == "alreadyRunning"
+    scheduled_updater(home)
+    assert supervisor(home)["state"] == "watching"
+    assert_supervision_repairs_a_kill(home)
+    assert recorded_server(home) != migrated_server
     assert home.run("stop").json["status"] == "stopped"

@@ -83,7 +83,11 @@ USAGE = (
     "usage: codex --version\n"
     "       codex [--enable FEATURE] app-server [--remote-control] --listen unix:// "
     "[--analytics-default-enabled] [--managed-daemon]   (the bracketed long flags: 0.169 on)\n"
+    "       codex app-server daemon pid-update-loop   (0.169 on)\n"
 )
+UPDATE_LOOP_ARGS = ["app-server", "daemon", "pid-update-loop"]
+# What Rust's loop answers offline (its installer is fetched from chatgpt.com).
+OFFLINE_UPDATE_ERR = "failed to fetch standalone Codex updater: fake codex is offline"
 # The first release whose app-server takes the managed-daemon flags.
 MANAGED_DAEMON_SINCE = (0, 169)
 MANAGED_DAEMON_FLAGS = ("--remote-control", "--analytics-default-enabled", "--managed-daemon")
@@ -293,7 +297,7 @@ def start_record(argv: list[str], remote_control: bool) -> dict[str, object]:
 
 class Invocation:
     def __init__(self) -> None:
-        self.mode = ""  # "version" or "app-server"
+        self.mode = ""  # "version", "app-server" or "update-loop"
         self.features: list[str] = []
         self.remote_control_flag = False
         self.managed_daemon_flags: list[str] = []
@@ -304,6 +308,9 @@ def parse_args(args: list[str]) -> Invocation | None:
     inv = Invocation()
     if args in (["--version"], ["-V"]):
         inv.mode = "version"
+        return inv
+    if args == UPDATE_LOOP_ARGS:
+        inv.mode = "update-loop"
         return inv
     i = 0
     while i < len(args):
@@ -879,6 +886,53 @@ def run_app_server(config: Config, inv: Invocation, argv: list[str]) -> int:
     return AppServer(config, codex_home, remote_control).run(record)
 
 
+def run_update_loop(config: Config) -> int:
+    """Rust's ``pid-update-loop`` as far as the kit meets it (0.169 on): it binds the
+    updater request socket of the layout Rust picks, ``daemon-updater.sock`` when
+    ``packages/app-server-daemon/current`` exists, and answers ``update`` with what the
+    real one answers offline; SIGTERM ends it. It never installs anything."""
+    codex_home = os.environ.get("CODEX_HOME", "")
+    if not codex_home or not takes_managed_daemon_flags(config.version):
+        write_stderr(USAGE.encode())
+        return 2
+    witness = Witness(config.witness)
+    dedicated = os.path.lexists(
+        os.path.join(codex_home, "packages", "app-server-daemon", "current")
+    )
+    stem = "daemon-updater" if dedicated else "app-server-updater"
+    path = os.path.join(codex_home, "app-server-daemon", f"{stem}.sock")
+    wake_r, wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: None)
+    remove_stale(path)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(16)
+    witness.event("update_loop_start", socket=path)
+    try:
+        while True:
+            readable, _, _ = select.select([wake_r, listener.fileno()], [], [])
+            if wake_r in readable:
+                witness.event("exit", code=0)
+                return 0
+            conn, _ = listener.accept()
+            with conn:
+                conn.settimeout(2)
+                try:
+                    line = conn.recv(64)
+                except OSError:
+                    continue
+                witness.event("update_request", request=line.decode("utf-8", "replace"))
+                err = OFFLINE_UPDATE_ERR if line == b"update\n" else "unknown updater request"
+                try:
+                    conn.sendall(json.dumps({"Err": err}).encode())
+                except OSError:
+                    pass
+    finally:
+        listener.close()
+        os.unlink(path)
+
+
 def main() -> int:
     argv = list(sys.argv)
     inv = parse_args(argv[1:])
@@ -892,6 +946,8 @@ def main() -> int:
         return 2
     if inv.mode == "version":
         return run_version(config)
+    if inv.mode == "update-loop":
+        return run_update_loop(config)
     return run_app_server(config, inv, argv)
 
 

@@ -40,6 +40,14 @@ DEFAULT_UPDATER = (
 # Nothing supervises: no kit updater runs (SPEC §14.8).
 SUPERVISOR_OFF = '{"state":"off","restartOnExit":false,"restarts":0,"lastExit":null}'
 DEFAULT_SUPERVISOR_OFF = '{"state":"off","restartOnExit":true,"restarts":0,"lastExit":null}'
+# Supervision is on and the user wants the server running, but no updater runs: it
+# was stopped from outside (SPEC §16); the next start restores it.
+DEFAULT_SUPERVISOR_INTERRUPTED = (
+    '{"state":"interrupted","restartOnExit":true,"restarts":0,"lastExit":null,'
+    '"reason":"no updater is running: something outside the kit stopped it (a Codex daemon '
+    "command does when it finds updates off or not its own to make); `codex-daemon start` "
+    'restores supervision"}'
+)
 # The harness points XDG_RUNTIME_DIR at a missing directory: no user manager (SPEC §15.3).
 NO_SYSTEMD = '{"systemd":"unavailable","linger":null}'
 STATUS_RUNNING = (
@@ -67,7 +75,7 @@ STATUS_NOT_RUNNING = (
     '{"status":"notRunning","managedCodexPath":"<bin>","managedCodexVersion":<version>,'
     '"socketPath":"<sock>","cliVersion":"<kitver>","remoteControlEnabled":false,'
     f'"desiredState":<desired>,"updater":{DEFAULT_UPDATER},'
-    f'"supervisor":{DEFAULT_SUPERVISOR_OFF},"persistence":{NO_SYSTEMD},"warnings":<warnings>}}'
+    f'"supervisor":<supervisor>,"persistence":{NO_SYSTEMD},"warnings":<warnings>}}'
 )
 
 
@@ -147,6 +155,7 @@ def test_status_not_running_in_a_fresh_home_writes_nothing(home: Home, installed
         version="1.0.0" if installed else None,
         desired=None,
         warnings=[],
+        supervisor=json.loads(DEFAULT_SUPERVISOR_OFF),
     )
     assert line == expected
     assert sorted(os.listdir(home.path)) == before  # no state dir, no socket dir
@@ -193,7 +202,14 @@ def test_status_starting_while_a_reservation_is_held(fake_home: Home) -> None:
     # Lock released: an abandoned reservation reads as not running, and status (a
     # reader that must not write) leaves it for the next writer to clean up.
     line = status_line(fake_home)
-    assert line == golden(fake_home, STATUS_NOT_RUNNING, version="1.0.0", desired=None, warnings=[])
+    assert line == golden(
+        fake_home,
+        STATUS_NOT_RUNNING,
+        version="1.0.0",
+        desired=None,
+        warnings=[],
+        supervisor=json.loads(DEFAULT_SUPERVISOR_OFF),
+    )
     assert os.path.exists(paths.record)
 
 
@@ -207,7 +223,12 @@ def test_status_never_removes_a_stale_record(fake_home: Home) -> None:
     wait_for(lambda: not is_alive(pid), what="the killed app-server to die")
     line = status_line(fake_home)
     assert line == golden(
-        fake_home, STATUS_NOT_RUNNING, version="1.0.0", desired="running", warnings=[]
+        fake_home,
+        STATUS_NOT_RUNNING,
+        version="1.0.0",
+        desired="running",
+        warnings=[],
+        supervisor=json.loads(DEFAULT_SUPERVISOR_INTERRUPTED),
     )
     assert Path(fake_home.paths.app_server.record).read_bytes() == raw
     # A writer cleans it up (SPEC §4.5).
@@ -227,6 +248,7 @@ def test_status_warns_about_a_corrupt_record(fake_home: Home, contents: bytes) -
         version="1.0.0",
         desired=None,
         warnings=[f"invalid pid file contents in {record}"],
+        supervisor=json.loads(DEFAULT_SUPERVISOR_OFF),
     )
     assert Path(record).read_bytes() == contents
 

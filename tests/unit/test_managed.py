@@ -257,7 +257,7 @@ def test_dedicated_layout_uses_its_own_current_bin_codex(tmp_path: Path) -> None
     (release / "bin").mkdir(parents=True)
     (release / "bin" / "codex").write_text("")
     (dedicated / "current").symlink_to(release)
-    paths = DaemonPaths.detect(str(home))
+    paths = DaemonPaths.detect(str(home), {"HOME": str(home)})
     assert paths.layout is Layout.DEDICATED
     expected = str(dedicated / "current" / "bin" / "codex")
     assert managed_bin_path(paths) == expected

@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING
 import pytest
 
 from daemonkit.errors import HomeError
-from daemonkit.paths import DaemonPaths, Layout, detect_layout, resolve_codex_home
+from daemonkit.paths import (
+    DaemonPaths,
+    Layout,
+    detect_layout,
+    home_digest,
+    kit_private_dir,
+    resolve_codex_home,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -191,7 +198,11 @@ def test_a_fresh_home_is_standalone(tmp_path: Path) -> None:
     # Rust would pick the dedicated root here; the kit never creates it (SPEC §16).
     assert detect_layout(str(tmp_path / "missing")) is Layout.STANDALONE
     assert detect_layout(str(tmp_path)) is Layout.STANDALONE
-    assert DaemonPaths.detect(str(tmp_path)).app_server.record.endswith("/app-server.pid")
+    paths = DaemonPaths.detect(str(tmp_path), {"HOME": "/home/u"})
+    assert paths.app_server.record.endswith("/app-server.pid")
+    # A standalone home is the kit's: its own files stay in <S>.
+    assert paths.kit_dir == paths.state_dir
+    assert paths.kit_updater_socket == paths.updater_socket
 
 
 def test_dedicated_current_wins_over_everything(tmp_path: Path) -> None:
@@ -203,8 +214,35 @@ def test_dedicated_current_wins_over_everything(tmp_path: Path) -> None:
     # A dangling `current` exists as a name: Rust checks existence of the link.
     (tmp_path / "packages" / "app-server-daemon" / "current").symlink_to(tmp_path / "gone")
     assert detect_layout(str(tmp_path)) is Layout.DEDICATED
-    paths = DaemonPaths.detect(str(tmp_path))
+    paths = DaemonPaths.detect(str(tmp_path), {"HOME": "/home/u"})
     assert paths.app_server.record == str(tmp_path / "app-server-daemon" / "daemon.pid")
+    # Rust's layout: only desired-state.json of the kit's files stays in the home.
+    digest = home_digest(str(tmp_path))
+    assert paths.kit_dir == f"/home/u/.local/state/codex-daemonkit/homes/{digest}"
+    assert paths.desired_state == str(tmp_path / "app-server-daemon" / "desired-state.json")
+    kit_files = (paths.updater_state, paths.version_cache, paths.kit_updater_socket)
+    assert all(path.startswith(paths.kit_dir + "/") for path in kit_files)
+    assert paths.updater_socket == str(tmp_path / "app-server-daemon" / "daemon-updater.sock")
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({"HOME": "/h", "XDG_STATE_HOME": "/x"}, "/x/codex-daemonkit/homes"),
+        ({"HOME": "/h"}, "/h/.local/state/codex-daemonkit/homes"),
+        # The XDG spec: a relative value is invalid and ignored.
+        ({"HOME": "/h", "XDG_STATE_HOME": "rel"}, "/h/.local/state/codex-daemonkit/homes"),
+        ({"HOME": "/h", "XDG_STATE_HOME": ""}, "/h/.local/state/codex-daemonkit/homes"),
+    ],
+)
+def test_the_private_dir_follows_xdg_state_home(environ: dict[str, str], expected: str) -> None:
+    assert kit_private_dir("/srv/c", environ) == f"{expected}/{home_digest('/srv/c')}"
+
+
+def test_each_home_gets_its_own_private_dir() -> None:
+    assert home_digest("/a/.codex") != home_digest("/b/.codex")
+    assert home_digest("/a/.codex") == home_digest("/a/.codex")
+    assert len(home_digest("/a/.codex")) == 12
 
 
 @pytest.mark.parametrize(
