@@ -86,6 +86,7 @@ def native_record(snapshot: ProcessSnapshot) -> PidRecord:
 def sleeper(home: Home) -> ProcessSnapshot:
     """A live ``sleep`` this test started (killed by the home fixture's teardown)."""
     process = home.spawn_marked(["sleep", "60"])
+    wait_until_exec_done(process.pid, "sleep")
     return snapshot_of(process.pid)
 
 
