@@ -207,10 +207,21 @@ def rebuild_in_place(binary: Path) -> str:
 def request(home: Home, data: bytes = b"update\n") -> object:
     """Send one request on the updater socket and decode the single JSON reply."""
     sock_path = home.paths.updater_socket
-    wait_for(lambda: os.path.exists(sock_path), what="the updater request socket")
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+
+    def connect() -> socket.socket | None:
+        # The file exists from bind() on, but connects are refused until listen().
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(sock_path)
+        except (FileNotFoundError, ConnectionRefusedError):
+            sock.close()
+            return None
+        return sock
+
+    connected = wait_for(connect, what="the updater request socket to accept")
+    assert connected is not None
+    with connected as sock:
         sock.settimeout(60)
-        sock.connect(sock_path)
         sock.sendall(data)
         chunks = []
         while chunk := sock.recv(65536):
