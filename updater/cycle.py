@@ -11,7 +11,9 @@ A cycle, scheduled or requested::
 
 Every effect on the app-server happens while this process holds ``daemon.lock``; the
 ``CycleReport`` carries the lock out so the reply and a re-exec happen before it is
-released (SPEC §8.8).
+released (SPEC §8.8). Processes, sockets and the clock are reached only through
+``updater.ports`` (the updater runs with ``REAL_EFFECTS``), so every branch above runs in
+tests/unit/test_cycle.py without them.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from daemonkit.decisions import (
     QUARANTINE_S,
@@ -57,38 +59,28 @@ from daemonkit.managed import (
     managed_bin_path,
     versions_equal,
 )
-from daemonkit.pidfile import PidState, Running, active_state, is_starting_or_running
+from daemonkit.pidfile import Absent, PidState, Running, active_state
 from daemonkit.probe import AppServerInfo, probe
 from daemonkit.settings import Settings, load_settings
 from updater.binary import read_version_with_sh
 from updater.install import ShutdownRequestedError, install_release
 from updater.log import error_text
+from updater.ports import CycleEffects, DaemonControl, Shutdown
 from updater.report import CycleReport, LockHold, UpdateOutput, UpdateStatus
 from updater.state import CycleResult, UpdaterState
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from daemonkit.lifecycle import Daemon
     from daemonkit.paths import DaemonPaths
     from updater.log import EventLog, Stage
 
-__all__ = ["Shutdown", "ShutdownRequestedError", "run_cycle"]
+__all__ = ["REAL_EFFECTS", "Cycle", "Shutdown", "ShutdownRequestedError", "run_cycle"]
 
 BUSY_RETRY_S = 0.05
 UNSUPPORTED_MESSAGE = (
     "This command requires a daemon package selected from its managed releases directory."
 )
-
-
-class Shutdown(Protocol):
-    """The SIGTERM self-pipe, as the cycle needs it."""
-
-    def fileno(self) -> int: ...
-
-    def wait(self, timeout_s: float) -> bool:
-        """Wait up to ``timeout_s``; True once SIGTERM arrived."""
-        ...
 
 
 @dataclass(slots=True, kw_only=True)
@@ -102,6 +94,16 @@ class _Attempt:
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+# What the updater runs a cycle with; unit tests replace each of them.
+REAL_EFFECTS = CycleEffects(
+    install=install_release,
+    read_version=read_version_with_sh,
+    probe=probe,
+    server_state=active_state,
+    now_ms=now_ms,
+)
 
 
 def _reference_digest(state: UpdaterState, record: PidState, kind: str) -> str | None:
@@ -137,11 +139,12 @@ class Cycle:
         *,
         paths: DaemonPaths,
         environ: Mapping[str, str],
-        daemon: Daemon,
+        daemon: DaemonControl,
         log: EventLog,
         shutdown: Shutdown,
         state: UpdaterState,
         requested: bool,
+        effects: CycleEffects = REAL_EFFECTS,
     ) -> None:
         self.paths = paths
         self.environ = environ
@@ -150,13 +153,14 @@ class Cycle:
         self.shutdown = shutdown
         self.state = state
         self.requested = requested
+        self.effects = effects
         self.scale = time_scale()
         self.env = child_environment(environ, paths.codex_home, remote_control=None)
 
     def run(self) -> CycleReport:
         started = time.monotonic()
         stage: Stage = "requested_update" if self.requested else "scheduled_update"
-        now = now_ms()
+        now = self.effects.now_ms()
         self.state.last_check_at_ms = now
         # Expired loop-breaker entries are dropped, so the state file stays small.
         self.state.quarantine = active_quarantine(self.state.quarantine, now)
@@ -195,7 +199,7 @@ class Cycle:
     def _run(self) -> CycleReport:
         settings = load_settings(self.paths.settings)
         if not self.requested and restart_cap_reached(
-            self.state.restarts_at_ms, now_ms(), self._restart_window_ms()
+            self.state.restarts_at_ms, self.effects.now_ms(), self._restart_window_ms()
         ):
             return self._defer("restartCap")
         before = read_link(self.paths.current)
@@ -204,22 +208,22 @@ class Cycle:
         ):
             return self._unsupported()
         previous_before = read_link(self.paths.previous)
-        result = install_release(
+        result = self.effects.install(
             self.paths, settings, self.env, self.environ, self.log, self.shutdown
         )
         release = result.release
         if not self.requested and is_quarantined(
-            self.state.quarantine, os.path.basename(release), now_ms()
+            self.state.quarantine, os.path.basename(release), self.effects.now_ms()
         ):
             if result.changed:
                 self._undo_flip(before, previous_before)
             return self._defer("quarantined", release=release)
         bin_path = ensure_managed_bin(self.paths)
         canonical = canonical_bin(bin_path)
-        installed = read_version_with_sh(canonical, self.env)
+        installed = self.effects.read_version(canonical, self.env)
         kind = digest_kind()
         digest = file_digest(canonical, kind)
-        record = active_state(self.paths.app_server)
+        record = self.effects.server_state(self.paths.app_server)
         mode, refresh = update_modes_for_identities(
             _reference_digest(self.state, record, kind), digest
         )
@@ -241,7 +245,7 @@ class Cycle:
         bin_path = managed_bin_path(self.paths)
         installed: str | None
         try:
-            installed = read_version_with_sh(bin_path, self.env)
+            installed = self.effects.read_version(bin_path, self.env)
         except ManagedCodexError:
             installed = None  # informational only, as in every output
         return CycleReport(
@@ -265,7 +269,7 @@ class Cycle:
 
     def _running_version(self) -> str | None:
         try:
-            return probe(self.paths.socket).app_server_version
+            return self.effects.probe(self.paths.socket).app_server_version
         except ProbeError:
             return None
 
@@ -309,10 +313,10 @@ class Cycle:
         if read_desired_state(self.paths.desired_state) is DesiredState.STOPPED:
             # A user stop is final until the user starts again (SPEC §3.8).
             return _Attempt(outcome=RestartOutcome.NOT_RUNNING)
-        if is_starting_or_running(self.paths.app_server):
+        if self.effects.server_state(self.paths.app_server) is not Absent.MISSING:
             info: AppServerInfo | None
             try:
-                info = probe(self.paths.socket)
+                info = self.effects.probe(self.paths.socket)
             except ProbeError:
                 info = None
             managed = installed if info is not None else None
@@ -331,7 +335,7 @@ class Cycle:
 
     def _count_restart(self) -> None:
         if not self.requested:
-            self.state.restarts_at_ms.append(now_ms())
+            self.state.restarts_at_ms.append(self.effects.now_ms())
 
     def _restart(
         self, settings: Settings, installed: str, canonical: str, release: str
@@ -355,7 +359,7 @@ class Cycle:
         return _Attempt(outcome=RestartOutcome.RESTARTED, pid=pid)
 
     def _quarantine(self, release: str) -> None:
-        until = now_ms() + int(QUARANTINE_S * self.scale * 1000)
+        until = self.effects.now_ms() + int(QUARANTINE_S * self.scale * 1000)
         self.state.quarantine[os.path.basename(release)] = until
         self.log.event("quarantined", release=release, untilMs=until)
 
@@ -445,11 +449,12 @@ def run_cycle(
     *,
     paths: DaemonPaths,
     environ: Mapping[str, str],
-    daemon: Daemon,
+    daemon: DaemonControl,
     log: EventLog,
     shutdown: Shutdown,
     state: UpdaterState,
     requested: bool,
+    effects: CycleEffects = REAL_EFFECTS,
 ) -> CycleReport:
     """Run one cycle; mutates ``state``; raises ``ShutdownRequestedError`` on SIGTERM."""
     return Cycle(
@@ -460,4 +465,5 @@ def run_cycle(
         shutdown=shutdown,
         state=state,
         requested=requested,
+        effects=effects,
     ).run()
