@@ -79,18 +79,6 @@ class Settings(Value):
         """An updater runs for updates, for supervision, or both (SPEC §14.1)."""
         return self.auto_update_enabled or self.restart_on_exit
 
-    def with_remote_control(self, enabled: bool) -> Settings:
-        return Settings(
-            remote_control_enabled=enabled,
-            shutdown_grace_s=self.shutdown_grace_s,
-            auto_update_enabled=self.auto_update_enabled,
-            update_interval_minutes=self.update_interval_minutes,
-            channel=self.channel,
-            install_script_url=self.install_script_url,
-            restart_on_exit=self.restart_on_exit,
-            health_check_interval_s=self.health_check_interval_s,
-        )
-
 
 class _Problems:
     """Problems found while parsing, in the order strict loading reports them.

@@ -8,9 +8,9 @@ A slotted class with a hand-written ``__init__`` costs about 10 µs.
 
 A subclass lists its fields in ``__slots__`` and sets each exactly once, in
 ``__init__``, annotated ``Final`` so that mypy rejects any later assignment. This base
-derives equality, hashing and ``repr`` from the slots of the whole class hierarchy.
-A Value is never mutated: state that grows while it is built (an accumulator) is a
-plain class.
+derives equality, hashing and ``repr`` from the slots of the whole class hierarchy,
+and :meth:`Value.replace` copies a value with some fields changed. A Value is never
+mutated: state that grows while it is built (an accumulator) is a plain class.
 
 The updater package, a long-running process whose start-up nobody waits on, keeps
 dataclasses for its own state and replies.
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import ClassVar
+    from typing import ClassVar, Self
 
 __all__ = ["Value"]
 
@@ -59,3 +59,23 @@ class Value:
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._value_fields)
         return f"{type(self).__name__}({fields})"
+
+    def replace(self, **changes: object) -> Self:
+        """A copy of this value with ``changes`` (field name to value) applied.
+
+        The copy is built by setting the slots, not through ``__init__``: not every
+        subclass's ``__init__`` takes its slot names (``DaemonPaths`` derives its
+        fields from ``codex_home``), so each change must be a field's final value;
+        nothing is derived or normalised again.
+        """
+        cls = type(self)
+        fields = cls._value_fields
+        for name in changes:
+            if name not in fields:
+                raise TypeError(f"{cls.__name__} has no field {name!r}")
+        copy = object.__new__(cls)
+        for name in fields:
+            value = changes[name] if name in changes else getattr(self, name)
+            # The one write outside the class's own __init__, past any __setattr__.
+            object.__setattr__(copy, name, value)
+        return copy

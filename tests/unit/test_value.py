@@ -1,4 +1,4 @@
-"""Value: equality, hashing and repr over the slots of the whole hierarchy."""
+"""Value: equality, hashing, repr and replace() over the slots of the whole hierarchy."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import Final
 
 import pytest
 
+from daemonkit.paths import DaemonPaths, Layout
 from daemonkit.value import Value
 
 pytestmark = pytest.mark.timeout(30)
@@ -61,3 +62,25 @@ def test_classes_with_equal_fields_differ() -> None:
     assert Other(1) != A(1)
     assert A(1) != B(1, 2)
     assert B(1, 2) != A(1)
+
+
+def test_replace_changes_only_the_named_fields() -> None:
+    original = B(1, 2)
+    changed = original.replace(a=9)
+    assert type(changed) is B
+    assert changed == B(9, 2)
+    assert original == B(1, 2)
+    assert original.replace() == original
+
+
+def test_replace_rejects_an_unknown_field() -> None:
+    with pytest.raises(TypeError, match="B has no field 'c'"):
+        B(1, 2).replace(c=3)
+
+
+def test_replace_works_when_init_does_not_take_the_slot_names() -> None:
+    paths = DaemonPaths("/home/u/.codex")
+    moved = paths.replace(kit_dir="/elsewhere")
+    assert moved.kit_dir == "/elsewhere"
+    assert moved.settings == paths.settings
+    assert moved.layout is Layout.STANDALONE
