@@ -176,7 +176,7 @@ def add_executable_identity(paths: PidPaths, pid: int, identity: ExecutableIdent
             return
         if not record_matches(record, inspect_process(pid), kind=paths.kind):
             return
-        write_record(paths, record.with_executable(identity))
+        write_record(paths, record.replace(executable=identity))
     finally:
         os.close(fd)
 
@@ -194,7 +194,7 @@ def _promote_legacy(paths: PidPaths, state: Running, snapshot: ProcessSnapshot) 
         now = inspect_process(state.record.pid)
         if now is None or now.identity != snapshot.identity:
             return state
-        promoted = state.record.with_identity(snapshot.identity)
+        promoted = state.record.replace(identity=snapshot.identity)
         raw = promoted.to_bytes()
         try:
             write_atomic(paths.record, paths.tmp, raw, durable=False)

@@ -83,22 +83,6 @@ class PidRecord(Value):
         self.identity: Final = identity
         self.executable: Final = executable
 
-    def with_identity(self, identity: LinuxIdentity) -> PidRecord:
-        return PidRecord(
-            pid=self.pid,
-            process_start_time=self.process_start_time,
-            identity=identity,
-            executable=self.executable,
-        )
-
-    def with_executable(self, executable: ExecutableIdentity) -> PidRecord:
-        return PidRecord(
-            pid=self.pid,
-            process_start_time=self.process_start_time,
-            identity=self.identity,
-            executable=executable,
-        )
-
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {"pid": self.pid, "processStartTime": self.process_start_time}
         match self.identity:

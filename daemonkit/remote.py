@@ -30,7 +30,7 @@ def bootstrap(daemon: Daemon, *, remote_control: bool) -> BootstrapOutput:
     paths = daemon.paths
     with daemon.lock(daemon.effective_grace_s()):
         bin_path = ensure_managed_bin(paths)
-        settings = load_settings(paths.settings).with_remote_control(remote_control)
+        settings = load_settings(paths.settings).replace(remote_control_enabled=remote_control)
         managed = daemon.check_unmanaged()
         update_settings(
             paths.settings, paths.settings_tmp, {"remoteControlEnabled": remote_control}
@@ -95,7 +95,9 @@ def set_remote_control_mode(daemon: Daemon, *, enable: bool) -> RemoteControlOut
             if managed:
                 bin_path = ensure_managed_bin(paths)
                 daemon.stop_app_server(settings.shutdown_grace_s)
-                _, info = daemon.spawn_and_wait(settings.with_remote_control(enable), bin_path)
+                _, info = daemon.spawn_and_wait(
+                    settings.replace(remote_control_enabled=enable), bin_path
+                )
                 version = info.app_server_version
                 notify_updater(paths)
             status = RemoteControlStatus.ENABLED if enable else RemoteControlStatus.DISABLED

@@ -79,31 +79,20 @@ class Settings(Value):
         """An updater runs for updates, for supervision, or both (SPEC §14.1)."""
         return self.auto_update_enabled or self.restart_on_exit
 
-    def with_remote_control(self, enabled: bool) -> Settings:
-        return Settings(
-            remote_control_enabled=enabled,
-            shutdown_grace_s=self.shutdown_grace_s,
-            auto_update_enabled=self.auto_update_enabled,
-            update_interval_minutes=self.update_interval_minutes,
-            channel=self.channel,
-            install_script_url=self.install_script_url,
-            restart_on_exit=self.restart_on_exit,
-            health_check_interval_s=self.health_check_interval_s,
-        )
 
-
-class _Problems(Value):
+class _Problems:
     """Problems found while parsing, in the order strict loading reports them.
 
     ``parse`` holds wrong types (each text names its key); ``validate`` holds invalid
-    values as ``(key, reason)``.
+    values as ``(key, reason)``. Parsing appends to both, so this is a plain class,
+    not a Value.
     """
 
     __slots__ = ("parse", "validate")
 
-    def __init__(self, *, parse: list[str], validate: list[tuple[str, str]]) -> None:
-        self.parse: Final = parse
-        self.validate: Final = validate
+    def __init__(self) -> None:
+        self.parse: Final[list[str]] = []
+        self.validate: Final[list[tuple[str, str]]] = []
 
     def invalid(self, where: str, reason: str) -> None:
         self.validate.append((where, reason))
@@ -173,7 +162,7 @@ def _is_allowed_url(url: str) -> bool:
 
 
 def _parse(obj: dict[str, object]) -> tuple[Settings, _Problems]:
-    p = _Problems(parse=[], validate=[])
+    p = _Problems()
     defaults = Settings()
     remote = _get_bool(obj, "remoteControlEnabled", False, "remoteControlEnabled", p)
     grace = _get_uint(obj, "shutdownGraceSeconds", DEFAULT_GRACE_S, "shutdownGraceSeconds", p)

@@ -74,9 +74,9 @@ def test_record_bytes_have_no_trailing_newline_or_spaces() -> None:
     assert b" " not in raw
 
 
-def test_with_identity_promotes_a_legacy_record() -> None:
+def test_replace_identity_promotes_a_legacy_record() -> None:
     legacy = PidRecord(pid=9, process_start_time=START)
-    promoted = legacy.with_identity(LinuxIdentity(boot_id=BOOT, start_ticks=5))
+    promoted = legacy.replace(identity=LinuxIdentity(boot_id=BOOT, start_ticks=5))
     assert promoted == PidRecord(
         pid=9, process_start_time=START, identity=LinuxIdentity(boot_id=BOOT, start_ticks=5)
     )
