@@ -11,6 +11,7 @@ in so that ``except OSError`` or ``except TimeoutError`` in callers keeps workin
     ├── UnsafeFileError (OSError)  a state path is a symlink, not regular, or foreign-owned
     ├── StateDirError (OSError)    the state directory cannot be created or used
     ├── SettingsError (ValueError) settings.json cannot be read, parsed or validated
+    ├── JsonFieldError (ValueError)   a JSON object's field, named by its key path, is invalid
     ├── LockError (OSError)        a lock file cannot be opened or locked
     │   └── LockTimeoutError (TimeoutError)
     ├── PidFileError (OSError)     a pid record cannot be read, reserved, written or removed
@@ -49,6 +50,7 @@ __all__ = [
     "HomeNotDirectoryError",
     "InstallError",
     "InterruptedByUserError",
+    "JsonFieldError",
     "LockError",
     "LockTimeoutError",
     "ManagedCodexError",
@@ -122,6 +124,20 @@ class StateDirError(DaemonError, OSError):
 
 class SettingsError(DaemonError, ValueError):
     """settings.json could not be read, parsed or validated."""
+
+
+class JsonFieldError(DaemonError, ValueError):
+    """A field of a JSON object is missing or not what the schema expects.
+
+    ``key`` is the dotted key path (``processIdentity.bootId``) and ``expected`` the
+    schema's wording (``a string``), so a reader can word the message its own way
+    (pid records quote the key).
+    """
+
+    def __init__(self, key: str, expected: str) -> None:
+        super().__init__(f"invalid type for {key}: expected {expected}")
+        self.key = key
+        self.expected = expected
 
 
 class LockError(DaemonError, OSError):

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import json
 
-from daemonkit.errors import PidRecordError
+from daemonkit.errors import JsonFieldError, PidRecordError
+from daemonkit.jsonget import get_object, get_optional, get_required, has_type
 from daemonkit.value import Value
 
 TYPE_CHECKING = False
@@ -110,47 +111,59 @@ class PidRecord(Value):
         return json.dumps(self.to_json(), separators=(",", ":")).encode("ascii")
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def _is_u32(number: int) -> bool:
+    return 0 <= number <= MAX_PID
 
 
-def _field_error(key: str, expected: str) -> PidRecordError:
-    return PidRecordError(f"invalid type for '{key}': expected {expected}")
+def _is_non_negative(number: int) -> bool:
+    return number >= 0
 
 
-def _parse_identity(value: object) -> LinuxIdentity | MacIdentity:
-    if not isinstance(value, dict):
-        raise _field_error("processIdentity", "an object")
+def _is_digest(value: list[object]) -> bool:
+    return len(value) == 32 and all(has_type(b, int) and 0 <= b <= 255 for b in value)
+
+
+def _parse_identity(value: dict[str, object]) -> LinuxIdentity | MacIdentity:
+    at = "processIdentity"
     if "startTicks" in value or ("bootId" in value and "startSeconds" not in value):
-        boot_id, ticks = value.get("bootId"), value.get("startTicks")
-        if not isinstance(boot_id, str):
-            raise _field_error("processIdentity.bootId", "a string")
-        if not _is_int(ticks) or not isinstance(ticks, int) or ticks < 0:
-            raise _field_error("processIdentity.startTicks", "a non-negative integer")
+        boot_id = get_required(value, "bootId", str, path=at)
+        ticks = get_required(
+            value,
+            "startTicks",
+            int,
+            path=at,
+            expected="a non-negative integer",
+            valid=_is_non_negative,
+        )
         return LinuxIdentity(boot_id=boot_id, start_ticks=ticks)
-    seconds, micros = value.get("startSeconds"), value.get("startMicroseconds")
-    if not isinstance(seconds, int) or isinstance(seconds, bool):
-        raise _field_error("processIdentity.startSeconds", "an integer")
-    if not isinstance(micros, int) or isinstance(micros, bool):
-        raise _field_error("processIdentity.startMicroseconds", "an integer")
-    boot, unique = value.get("bootId"), value.get("uniqueId")
-    if boot is not None and not isinstance(boot, str):
-        raise _field_error("processIdentity.bootId", "a string")
-    if unique is not None and (not isinstance(unique, int) or isinstance(unique, bool)):
-        raise _field_error("processIdentity.uniqueId", "an integer")
+    seconds = get_required(value, "startSeconds", int, path=at)
+    micros = get_required(value, "startMicroseconds", int, path=at)
+    boot = get_optional(value, "bootId", str, path=at)
+    unique = get_optional(value, "uniqueId", int, path=at)
     return MacIdentity(
         boot_id=boot, unique_id=unique, start_seconds=seconds, start_microseconds=micros
     )
 
 
-def _parse_digest(value: object, key: str) -> tuple[int, ...]:
-    if (
-        not isinstance(value, list)
-        or len(value) != 32
-        or not all(_is_int(b) and 0 <= b <= 255 for b in value)
-    ):
-        raise _field_error(f"executableIdentity.{key}", "an array of 32 bytes")
+def _parse_digest(exe: dict[str, object], key: str) -> tuple[int, ...]:
+    value = get_required(
+        exe, key, list, path="executableIdentity", expected="an array of 32 bytes", valid=_is_digest
+    )
     return tuple(value)
+
+
+def _parse_fields(value: dict[str, object]) -> PidRecord:
+    pid = get_required(value, "pid", int, expected="an unsigned 32-bit integer", valid=_is_u32)
+    start = get_required(value, "processStartTime", str)
+    ident = get_object(value, "processIdentity")
+    identity = None if ident is None else _parse_identity(ident)
+    exe = get_object(value, "executableIdentity")
+    executable = None
+    if exe is not None:
+        executable = ExecutableIdentity(
+            digest=_parse_digest(exe, "digest"), path_digest=_parse_digest(exe, "path_digest")
+        )
+    return PidRecord(pid=pid, process_start_time=start, identity=identity, executable=executable)
 
 
 def parse_pid_record(raw: bytes) -> PidRecord:
@@ -164,22 +177,8 @@ def parse_pid_record(raw: bytes) -> PidRecord:
         raise PidRecordError(str(exc)) from None
     if not isinstance(value, dict):
         raise PidRecordError("expected a JSON object")
-    pid = value.get("pid")
-    if not isinstance(pid, int) or isinstance(pid, bool) or not 0 <= pid <= MAX_PID:
-        raise _field_error("pid", "an unsigned 32-bit integer")
-    start = value.get("processStartTime")
-    if not isinstance(start, str):
-        raise _field_error("processStartTime", "a string")
-    identity = None
-    if value.get("processIdentity") is not None:
-        identity = _parse_identity(value["processIdentity"])
-    executable = None
-    exe = value.get("executableIdentity")
-    if exe is not None:
-        if not isinstance(exe, dict):
-            raise _field_error("executableIdentity", "an object")
-        executable = ExecutableIdentity(
-            digest=_parse_digest(exe.get("digest"), "digest"),
-            path_digest=_parse_digest(exe.get("path_digest"), "path_digest"),
-        )
-    return PidRecord(pid=pid, process_start_time=start, identity=identity, executable=executable)
+    try:
+        return _parse_fields(value)
+    except JsonFieldError as exc:
+        # A record's field errors quote the key: the wording stop and status have shown.
+        raise PidRecordError(f"invalid type for '{exc.key}': expected {exc.expected}") from None

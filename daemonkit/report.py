@@ -12,6 +12,7 @@ from daemonkit.environment import child_environment
 from daemonkit.errors import DaemonError, ProbeError, UnsafeFileError, describe_exception
 from daemonkit.files import read_state_file
 from daemonkit.intent import DesiredState, read_desired_state
+from daemonkit.jsonget import get_lenient
 from daemonkit.logtail import read_tail
 from daemonkit.managed import managed_bin_path
 from daemonkit.output import (
@@ -62,14 +63,6 @@ def _updater_state(path: str) -> dict[str, object]:
     return value if isinstance(value, dict) else {}
 
 
-def _int_or_none(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _str_or_none(value: object) -> str | None:
-    return value if isinstance(value, str) else None
-
-
 def _supervisor(
     settings: Settings,
     updater: Absent | Running,
@@ -84,12 +77,11 @@ def _supervisor(
     updater while ``restartOnExit`` is false. Rust commands stop the kit's updater
     in some cases (SPEC §16); the kit's next start puts it back.
     """
-    memory = recorded.get("supervisor")
-    saved = memory if isinstance(memory, dict) else {}
+    saved: dict[str, object] = get_lenient(recorded, "supervisor", dict, {})
     command = read_command(updater.record.pid) if isinstance(updater, Running) else None
     kit_updater = active and command is not None and is_kit_updater(command.argv)
     supervising = settings.restart_on_exit and kit_updater
-    state = (_str_or_none(saved.get("state")) or "watching") if supervising else "off"
+    state = (get_lenient(saved, "state", str, None) or "watching") if supervising else "off"
     reason = None
     if settings.restart_on_exit and not supervising and desired is DesiredState.RUNNING:
         state = "interrupted"
@@ -104,12 +96,11 @@ def _supervisor(
                 "daemon command does when it finds updates off or not its own to make)"
             )
         reason += "; `codex-daemon start` restores supervision"
-    last_exit = saved.get("lastExit")
     return SupervisorReport(
         state=state,
         restart_on_exit=settings.restart_on_exit,
-        restarts=_int_or_none(saved.get("restarts")) or 0,
-        last_exit=last_exit if isinstance(last_exit, dict) else None,
+        restarts=get_lenient(saved, "restarts", int, 0),
+        last_exit=get_lenient(saved, "lastExit", dict, None),
         reason=reason,
     )
 
@@ -160,9 +151,9 @@ def collect_status(paths: DaemonPaths, environ: Mapping[str, str]) -> StatusOutp
             auto_update_enabled=settings.auto_update_enabled,
             channel=settings.channel,
             update_interval_minutes=settings.update_interval_minutes,
-            last_check_at_ms=_int_or_none(recorded.get("lastCheckAtMs")),
-            last_result=_str_or_none(recorded.get("lastResult")),
-            last_error=_str_or_none(recorded.get("lastError")),
+            last_check_at_ms=get_lenient(recorded, "lastCheckAtMs", int, None),
+            last_result=get_lenient(recorded, "lastResult", str, None),
+            last_error=get_lenient(recorded, "lastError", str, None),
         ),
         supervisor=_supervisor(settings, updater_state, updater_active, recorded, desired),
         persistence=persistence_report(paths.codex_home, environ),

@@ -13,15 +13,18 @@ from __future__ import annotations
 
 import json
 
-from daemonkit.errors import SettingsError, UnsafeFileError, describe_chain
+from daemonkit.errors import JsonFieldError, SettingsError, UnsafeFileError, describe_chain
 from daemonkit.files import AtomicWriteError, read_state_file, write_atomic
+from daemonkit.jsonget import get
 from daemonkit.value import Value
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Final, Literal
+    from collections.abc import Callable
+    from typing import Final, Literal, TypeVar
 
     Channel = Literal["script", "npm"]
+    T = TypeVar("T")
 
 __all__ = [
     "Settings",
@@ -97,6 +100,37 @@ class _Problems:
     def invalid(self, where: str, reason: str) -> None:
         self.validate.append((where, reason))
 
+    def field(
+        self,
+        obj: dict[str, object],
+        key: str,
+        kind: type[T],
+        default: T,
+        *,
+        path: str = "",
+        expected: str | None = None,
+        valid: Callable[[T], bool] | None = None,
+    ) -> T:
+        """``obj[key]`` or ``default``; a wrong type is a problem, and the default stands in."""
+        try:
+            return get(obj, key, kind, default, path=path, expected=expected, valid=valid)
+        except JsonFieldError as exc:
+            self.parse.append(exc.message)
+            return default
+
+    def uint(self, obj: dict[str, object], key: str, default: int, *, path: str = "") -> int:
+        # JSON booleans are not integers, and integral floats (60.0) are errors, as in
+        # upstream's integer parsing (SPEC §3.5).
+        return self.field(
+            obj,
+            key,
+            int,
+            default,
+            path=path,
+            expected="a non-negative integer",
+            valid=_non_negative,
+        )
+
 
 def _json_object(raw: bytes, path: str) -> dict[str, object]:
     def reject_constant(name: str) -> object:
@@ -114,31 +148,8 @@ def _json_object(raw: bytes, path: str) -> dict[str, object]:
     return value
 
 
-def _get_bool(obj: dict[str, object], key: str, default: bool, where: str, p: _Problems) -> bool:
-    value = obj.get(key, default)
-    if isinstance(value, bool):
-        return value
-    p.parse.append(f"invalid type for {where}: expected a boolean")
-    return default
-
-
-def _get_uint(obj: dict[str, object], key: str, default: int, where: str, p: _Problems) -> int:
-    value = obj.get(key, default)
-    # JSON booleans are not integers, and integral floats (60.0) are errors, as in
-    # upstream's integer parsing (SPEC §3.5).
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    p.parse.append(f"invalid type for {where}: expected a non-negative integer")
-    return default
-
-
-def _get_section(obj: dict[str, object], key: str, p: _Problems) -> dict[str, object]:
-    """A nested object (``updater``, ``supervisor``); a wrong type counts as empty."""
-    value = obj.get(key, {})
-    if isinstance(value, dict):
-        return value
-    p.parse.append(f"invalid type for {key}: expected an object")
-    return {}
+def _non_negative(number: int) -> bool:
+    return number >= 0
 
 
 def _is_allowed_url(url: str) -> bool:
@@ -164,47 +175,34 @@ def _is_allowed_url(url: str) -> bool:
 def _parse(obj: dict[str, object]) -> tuple[Settings, _Problems]:
     p = _Problems()
     defaults = Settings()
-    remote = _get_bool(obj, "remoteControlEnabled", False, "remoteControlEnabled", p)
-    grace = _get_uint(obj, "shutdownGraceSeconds", DEFAULT_GRACE_S, "shutdownGraceSeconds", p)
+    remote = p.field(obj, "remoteControlEnabled", bool, False)
+    grace = p.uint(obj, "shutdownGraceSeconds", DEFAULT_GRACE_S)
     if grace > MAX_GRACE_S:
         p.invalid("shutdownGraceSeconds", "must be between 0 and 300 seconds")
         grace = DEFAULT_GRACE_S
-    updater = _get_section(obj, "updater", p)
-    auto = _get_bool(updater, "autoUpdateEnabled", True, "updater.autoUpdateEnabled", p)
-    interval = _get_uint(
-        updater,
-        "updateIntervalMinutes",
-        DEFAULT_INTERVAL_MINUTES,
-        "updater.updateIntervalMinutes",
-        p,
-    )
+    # A section of the wrong type counts as empty.
+    updater: dict[str, object] = p.field(obj, "updater", dict, {})
+    auto = p.field(updater, "autoUpdateEnabled", bool, True, path="updater")
+    interval = p.uint(updater, "updateIntervalMinutes", DEFAULT_INTERVAL_MINUTES, path="updater")
     if interval == 0:
         p.invalid("updater.updateIntervalMinutes", "must be positive")
         interval = DEFAULT_INTERVAL_MINUTES
-    channel_value = updater.get("channel", "script")
+    channel_value = p.field(updater, "channel", str, defaults.channel, path="updater")
     channel: Channel = defaults.channel
-    if not isinstance(channel_value, str):
-        p.parse.append("invalid type for updater.channel: expected a string")
-    elif channel_value in ("script", "npm"):
+    if channel_value in ("script", "npm"):
         channel = "npm" if channel_value == "npm" else "script"
     else:
         p.invalid("updater.channel", f'must be "script" or "npm", not {json.dumps(channel_value)}')
-    url_value = updater.get("installScriptUrl", DEFAULT_SCRIPT_URL)
+    url_value = p.field(updater, "installScriptUrl", str, DEFAULT_SCRIPT_URL, path="updater")
     url = DEFAULT_SCRIPT_URL
-    if not isinstance(url_value, str):
-        p.parse.append("invalid type for updater.installScriptUrl: expected a string")
-    elif url_value == DEFAULT_SCRIPT_URL or _is_allowed_url(url_value):
+    if url_value == DEFAULT_SCRIPT_URL or _is_allowed_url(url_value):
         url = url_value
     else:
         p.invalid("updater.installScriptUrl", f"must use https: {url_value}")
-    supervisor = _get_section(obj, "supervisor", p)
-    restart_on_exit = _get_bool(supervisor, "restartOnExit", True, "supervisor.restartOnExit", p)
-    health = _get_uint(
-        supervisor,
-        "healthCheckIntervalSeconds",
-        DEFAULT_HEALTH_CHECK_S,
-        "supervisor.healthCheckIntervalSeconds",
-        p,
+    supervisor: dict[str, object] = p.field(obj, "supervisor", dict, {})
+    restart_on_exit = p.field(supervisor, "restartOnExit", bool, True, path="supervisor")
+    health = p.uint(
+        supervisor, "healthCheckIntervalSeconds", DEFAULT_HEALTH_CHECK_S, path="supervisor"
     )
     if health != 0 and not MIN_HEALTH_CHECK_S <= health <= MAX_HEALTH_CHECK_S:
         p.invalid(

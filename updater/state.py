@@ -14,6 +14,7 @@ from enum import StrEnum
 
 from daemonkit.errors import describe_exception
 from daemonkit.files import read_state_file, write_atomic
+from daemonkit.jsonget import get_lenient, has_type
 from updater.supervision import SupervisorMemory
 
 __all__ = ["CycleResult", "UpdaterState", "load_state", "save_state"]
@@ -66,45 +67,26 @@ class UpdaterState:
 
     @classmethod
     def from_json(cls, obj: dict[str, object]) -> UpdaterState:
-        result = obj.get("lastResult")
+        result = get_lenient(obj, "lastResult", str, None)
         try:
-            last_result = CycleResult(result) if isinstance(result, str) else None
+            last_result = None if result is None else CycleResult(result)
         except ValueError:
             last_result = None
-        quarantine_obj = obj.get("quarantine")
-        quarantine = (
-            {k: v for k, v in quarantine_obj.items() if _is_int(v)}
-            if isinstance(quarantine_obj, dict)
-            else {}
-        )
-        restarts_obj = obj.get("restartsAtMs")
-        restarts = [v for v in restarts_obj if _is_int(v)] if isinstance(restarts_obj, list) else []
-        failures = _int(obj.get("consecutiveFailures"))
+        quarantine = get_lenient(obj, "quarantine", dict, {})
+        restarts = get_lenient(obj, "restartsAtMs", list, [])
         return cls(
-            last_check_at_ms=_int(obj.get("lastCheckAtMs")),
+            last_check_at_ms=get_lenient(obj, "lastCheckAtMs", int, None),
             last_result=last_result,
-            last_error=_str(obj.get("lastError")),
-            consecutive_failures=max(failures or 0, 0),
-            next_check_at_ms=_int(obj.get("nextCheckAtMs")),
-            quarantine=quarantine,
-            restarts_at_ms=restarts,
-            last_validated_digest=_str(obj.get("lastValidatedDigest")),
-            last_validated_digest_kind=_str(obj.get("lastValidatedDigestKind")),
-            last_validated_pid=_int(obj.get("lastValidatedPid")),
+            last_error=get_lenient(obj, "lastError", str, None),
+            consecutive_failures=max(get_lenient(obj, "consecutiveFailures", int, 0), 0),
+            next_check_at_ms=get_lenient(obj, "nextCheckAtMs", int, None),
+            quarantine={k: v for k, v in quarantine.items() if has_type(v, int)},
+            restarts_at_ms=[v for v in restarts if has_type(v, int)],
+            last_validated_digest=get_lenient(obj, "lastValidatedDigest", str, None),
+            last_validated_digest_kind=get_lenient(obj, "lastValidatedDigestKind", str, None),
+            last_validated_pid=get_lenient(obj, "lastValidatedPid", int, None),
             supervisor=SupervisorMemory.from_json(obj.get("supervisor")),
         )
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _int(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _str(value: object) -> str | None:
-    return value if isinstance(value, str) else None
 
 
 def load_state(path: str) -> UpdaterState:
