@@ -27,6 +27,7 @@ import sys
 
 from daemonkit.errors import DaemonError, PidFileError, SpawnError, UnsafeFileError
 from daemonkit.files import open_state_file
+from daemonkit.procinfo import read_stat
 from daemonkit.value import Value
 
 TYPE_CHECKING = False
@@ -237,7 +238,7 @@ def _become_daemon_and_exec(
         # Now the grandchild: a session member, not its leader, so it can lead a
         # process group of its own and can never acquire a controlling terminal.
         os.setpgid(0, 0)
-        ticks = _own_start_ticks()
+        ticks = read_stat("self").start_ticks
         if before_exec is not None:
             # Before the signal reset: Python's ignored SIGXFSZ turns a write past
             # RLIMIT_FSIZE into EFBIG we can report, not a silent death.
@@ -294,9 +295,3 @@ def _reset_signals() -> None:
         except (OSError, ValueError):
             continue
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
-
-
-def _own_start_ticks() -> int:
-    with open("/proc/self/stat", "rb") as f:
-        data = f.read()
-    return int(data[data.rfind(b")") + 2 :].split()[19])
