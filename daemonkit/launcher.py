@@ -22,11 +22,10 @@ from __future__ import annotations
 import errno
 import os
 import signal
-import stat
 import sys
 
 from daemonkit.errors import DaemonError, PidFileError, SpawnError, UnsafeFileError
-from daemonkit.files import open_state_file
+from daemonkit.files import open_state_file, refuse_unless_ours
 from daemonkit.procinfo import read_stat
 from daemonkit.value import Value
 
@@ -81,15 +80,7 @@ def open_log_for_spawn(log: str, previous: str) -> int:
     except OSError as exc:
         raise SpawnError(f"failed to rotate stderr log {log}") from exc
     if info is not None:
-        if stat.S_ISLNK(info.st_mode):
-            raise UnsafeFileError(f"refusing to use {log}: it is a symbolic link", log)
-        if not stat.S_ISREG(info.st_mode):
-            raise UnsafeFileError(f"refusing to use {log}: not a regular file", log)
-        if info.st_uid != os.geteuid():
-            raise UnsafeFileError(
-                f"refusing to use {log}: owned by uid {info.st_uid}, expected {os.geteuid()}",
-                log,
-            )
+        refuse_unless_ours(log, info)
         _refuse_foreign_previous(previous)
         try:
             os.rename(log, previous)
@@ -107,14 +98,9 @@ def _refuse_foreign_previous(previous: str) -> None:
     try:
         info = os.lstat(previous)
     except OSError:
+        # Nothing there, or nothing lstat can see: the rename reports what is wrong.
         return
-    if info.st_uid != os.geteuid():
-        raise UnsafeFileError(
-            f"refusing to use {previous}: owned by uid {info.st_uid}, expected {os.geteuid()}",
-            previous,
-        )
-    if stat.S_ISDIR(info.st_mode):
-        raise UnsafeFileError(f"refusing to use {previous}: not a regular file", previous)
+    refuse_unless_ours(previous, info, replacing=True)
 
 
 def spawn_detached(
