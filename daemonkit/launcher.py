@@ -24,8 +24,7 @@ import os
 import signal
 import sys
 
-from daemonkit.errors import DaemonError, PidFileError, SpawnError, UnsafeFileError
-from daemonkit.files import open_state_file, refuse_unless_ours
+from daemonkit.errors import DaemonError, PidFileError, SpawnError
 from daemonkit.procinfo import read_stat
 from daemonkit.value import Value
 
@@ -35,7 +34,7 @@ if TYPE_CHECKING:
     from types import ModuleType
     from typing import Final
 
-__all__ = ["Spawned", "open_log_for_spawn", "spawn_detached", "working_directory"]
+__all__ = ["Spawned", "spawn_detached", "working_directory"]
 
 _EXIT_FAILED = 127
 
@@ -65,42 +64,6 @@ def working_directory(environ: Mapping[str, str]) -> str:
     """$HOME if it is a directory, else / : the same wherever the CLI was run."""
     home = environ.get("HOME", "")
     return home if home and os.path.isdir(home) else "/"
-
-
-def open_log_for_spawn(log: str, previous: str) -> int:
-    """Rotate ``log`` to ``previous`` and create it anew, 0600 (SPEC §4.9).
-
-    Refuses (``UnsafeFileError``) a log that is a symlink, not a regular file or not
-    ours, and another user's file at ``previous``; other failures are ``SpawnError``.
-    """
-    try:
-        info = os.lstat(log)
-    except FileNotFoundError:
-        info = None
-    except OSError as exc:
-        raise SpawnError(f"failed to rotate stderr log {log}") from exc
-    if info is not None:
-        refuse_unless_ours(log, info)
-        _refuse_foreign_previous(previous)
-        try:
-            os.rename(log, previous)
-        except OSError as exc:
-            raise SpawnError(f"failed to rotate stderr log {log}") from exc
-    try:
-        return open_state_file(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND)
-    except UnsafeFileError:
-        raise
-    except OSError as exc:
-        raise SpawnError(f"failed to open stderr log {log}") from exc
-
-
-def _refuse_foreign_previous(previous: str) -> None:
-    try:
-        info = os.lstat(previous)
-    except OSError:
-        # Nothing there, or nothing lstat can see: the rename reports what is wrong.
-        return
-    refuse_unless_ours(previous, info, replacing=True)
 
 
 def spawn_detached(
