@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from types import ModuleType
     from typing import Final
 
-__all__ = ["Spawned", "spawn_detached", "working_directory"]
+__all__ = ["Spawned", "spawn_detached"]
 
 _EXIT_FAILED = 127
 
@@ -58,12 +58,6 @@ class _Fd:
 
     def fileno(self) -> int:
         return self._fd
-
-
-def working_directory(environ: Mapping[str, str]) -> str:
-    """$HOME if it is a directory, else / : the same wherever the CLI was run."""
-    home = environ.get("HOME", "")
-    return home if home and os.path.isdir(home) else "/"
 
 
 def spawn_detached(

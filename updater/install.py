@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 
 from daemonkit.errors import DaemonError, InstallError
 from daemonkit.install import InstallResult, install_npm, install_script
-from daemonkit.launcher import working_directory
 from daemonkit.procinfo import stat_or_none
+from daemonkit.updater_control import working_directory
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
