@@ -16,7 +16,8 @@ from contextlib import contextmanager
 from daemonkit.errors import SpawnError, StopError
 from daemonkit.files import ensure_state_dir
 from daemonkit.hooks import crash_point
-from daemonkit.launcher import open_log_for_spawn, spawn_detached
+from daemonkit.launcher import spawn_detached
+from daemonkit.logfiles import open_fresh_log
 from daemonkit.pidfile import (
     Running,
     remove_record_if_unchanged,
@@ -158,7 +159,7 @@ def spawn_recorded(request: SpawnRequest) -> ProcessHandle | Running:
     crash_point("after-reserve")
     with deferred_interrupts():
         try:
-            log_fd = open_log_for_spawn(paths.log, paths.previous_log)
+            log_fd = open_fresh_log(paths.log, paths.previous_log)
             try:
                 spawned = spawn_detached(
                     request.argv,

@@ -23,6 +23,7 @@ __all__ = [
     "make_private_dirs",
     "open_state_file",
     "read_state_file",
+    "refuse_unless_ours",
     "write_atomic",
 ]
 
@@ -122,7 +123,7 @@ def open_state_file(path: str, flags: int, mode: int = FILE_MODE) -> int:
             raise UnsafeFileError(f"refusing to use {path}: not a regular file", path) from None
         raise
     try:
-        check_opened(fd, path)
+        refuse_unless_ours(path, os.fstat(fd))
         if truncate:
             os.ftruncate(fd, 0)
         # The mode argument is filtered by the umask; state files are 0600 whatever
@@ -156,16 +157,26 @@ def _open_noting_creation(path: str, flags: int, mode: int) -> tuple[int, bool]:
             continue
 
 
-def check_opened(fd: int, path: str) -> None:
-    """Refuse a descriptor that is not a regular file owned by the effective uid."""
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode):
-        raise UnsafeFileError(f"refusing to use {path}: not a regular file", path)
+def refuse_unless_ours(path: str, info: os.stat_result, *, replacing: bool = False) -> None:
+    """Raise ``UnsafeFileError`` unless the file ``info`` describes at ``path`` is ours.
+
+    To use it (read, write, rotate), it must be a regular file owned by the effective
+    uid, and an lstat'ed symlink is refused as such. To replace or unlink it
+    (``replacing``), it must be owned by the effective uid and not a directory: our
+    own symlink may be replaced, which rewrites the link, never its target.
+    """
+    if not replacing:
+        if stat.S_ISLNK(info.st_mode):
+            raise UnsafeFileError(f"refusing to use {path}: it is a symbolic link", path)
+        if not stat.S_ISREG(info.st_mode):
+            raise UnsafeFileError(f"refusing to use {path}: not a regular file", path)
     euid = os.geteuid()
     if info.st_uid != euid:
         raise UnsafeFileError(
             f"refusing to use {path}: owned by uid {info.st_uid}, expected {euid}", path
         )
+    if replacing and stat.S_ISDIR(info.st_mode):
+        raise UnsafeFileError(f"refusing to use {path}: not a regular file", path)
 
 
 def read_state_file(path: str, limit: int = 1 << 20) -> bytes | None:
@@ -202,21 +213,12 @@ class AtomicWriteError(OSError):
 
 
 def _refuse_foreign(path: str) -> None:
-    """Refuse to unlink or replace another user's file at ``path`` (SPEC §4.10 rule 5).
-
-    Our own symlink may be replaced: that rewrites the link, never its target.
-    """
+    """Refuse to unlink or replace another user's file at ``path`` (SPEC §4.10 rule 5)."""
     try:
         info = os.lstat(path)
     except FileNotFoundError:
         return
-    euid = os.geteuid()
-    if info.st_uid != euid:
-        raise UnsafeFileError(
-            f"refusing to use {path}: owned by uid {info.st_uid}, expected {euid}", path
-        )
-    if stat.S_ISDIR(info.st_mode):
-        raise UnsafeFileError(f"refusing to use {path}: not a regular file", path)
+    refuse_unless_ours(path, info, replacing=True)
 
 
 def write_atomic(

@@ -8,12 +8,12 @@ from daemonkit import __version__
 from daemonkit.environment import child_environment
 from daemonkit.errors import ProbeError
 from daemonkit.install import install_npm, install_script, read_link
-from daemonkit.launcher import working_directory
 from daemonkit.managed import managed_bin_path, versions_equal
 from daemonkit.output import InstallOutput, InstallStatus
 from daemonkit.pidfile import Running, active_state
 from daemonkit.probe import probe
 from daemonkit.settings import load_settings
+from daemonkit.updater_control import working_directory
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

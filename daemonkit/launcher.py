@@ -22,11 +22,10 @@ from __future__ import annotations
 import errno
 import os
 import signal
-import stat
 import sys
 
-from daemonkit.errors import DaemonError, PidFileError, SpawnError, UnsafeFileError
-from daemonkit.files import open_state_file
+from daemonkit.errors import DaemonError, PidFileError, SpawnError
+from daemonkit.procinfo import read_stat
 from daemonkit.value import Value
 
 TYPE_CHECKING = False
@@ -35,7 +34,7 @@ if TYPE_CHECKING:
     from types import ModuleType
     from typing import Final
 
-__all__ = ["Spawned", "open_log_for_spawn", "spawn_detached", "working_directory"]
+__all__ = ["Spawned", "spawn_detached"]
 
 _EXIT_FAILED = 127
 
@@ -59,61 +58,6 @@ class _Fd:
 
     def fileno(self) -> int:
         return self._fd
-
-
-def working_directory(environ: Mapping[str, str]) -> str:
-    """$HOME if it is a directory, else / : the same wherever the CLI was run."""
-    home = environ.get("HOME", "")
-    return home if home and os.path.isdir(home) else "/"
-
-
-def open_log_for_spawn(log: str, previous: str) -> int:
-    """Rotate ``log`` to ``previous`` and create it anew, 0600 (SPEC §4.9).
-
-    Refuses (``UnsafeFileError``) a log that is a symlink, not a regular file or not
-    ours, and another user's file at ``previous``; other failures are ``SpawnError``.
-    """
-    try:
-        info = os.lstat(log)
-    except FileNotFoundError:
-        info = None
-    except OSError as exc:
-        raise SpawnError(f"failed to rotate stderr log {log}") from exc
-    if info is not None:
-        if stat.S_ISLNK(info.st_mode):
-            raise UnsafeFileError(f"refusing to use {log}: it is a symbolic link", log)
-        if not stat.S_ISREG(info.st_mode):
-            raise UnsafeFileError(f"refusing to use {log}: not a regular file", log)
-        if info.st_uid != os.geteuid():
-            raise UnsafeFileError(
-                f"refusing to use {log}: owned by uid {info.st_uid}, expected {os.geteuid()}",
-                log,
-            )
-        _refuse_foreign_previous(previous)
-        try:
-            os.rename(log, previous)
-        except OSError as exc:
-            raise SpawnError(f"failed to rotate stderr log {log}") from exc
-    try:
-        return open_state_file(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND)
-    except UnsafeFileError:
-        raise
-    except OSError as exc:
-        raise SpawnError(f"failed to open stderr log {log}") from exc
-
-
-def _refuse_foreign_previous(previous: str) -> None:
-    try:
-        info = os.lstat(previous)
-    except OSError:
-        return
-    if info.st_uid != os.geteuid():
-        raise UnsafeFileError(
-            f"refusing to use {previous}: owned by uid {info.st_uid}, expected {os.geteuid()}",
-            previous,
-        )
-    if stat.S_ISDIR(info.st_mode):
-        raise UnsafeFileError(f"refusing to use {previous}: not a regular file", previous)
 
 
 def spawn_detached(
@@ -237,7 +181,7 @@ def _become_daemon_and_exec(
         # Now the grandchild: a session member, not its leader, so it can lead a
         # process group of its own and can never acquire a controlling terminal.
         os.setpgid(0, 0)
-        ticks = _own_start_ticks()
+        ticks = read_stat("self").start_ticks
         if before_exec is not None:
             # Before the signal reset: Python's ignored SIGXFSZ turns a write past
             # RLIMIT_FSIZE into EFBIG we can report, not a silent death.
@@ -294,9 +238,3 @@ def _reset_signals() -> None:
         except (OSError, ValueError):
             continue
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
-
-
-def _own_start_ticks() -> int:
-    with open("/proc/self/stat", "rb") as f:
-        data = f.read()
-    return int(data[data.rfind(b")") + 2 :].split()[19])

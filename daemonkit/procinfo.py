@@ -1,4 +1,5 @@
-"""Readers of /proc: boot id, start ticks, zombie state, the lstart rendering, and what runs.
+"""Readers of /proc: boot id, stat fields (state, parent, group, start ticks), the lstart
+rendering, and what runs.
 
 This is the only module that inspects other processes, so tests can reason about
 identity with real processes and no patching of ``os``.
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ProcessCommand",
     "ProcessSnapshot",
+    "ProcessStat",
     "boot_id",
     "find_executable",
     "format_lstart",
@@ -30,8 +32,10 @@ __all__ = [
     "is_codex_app_server",
     "is_updater",
     "read_command",
+    "read_stat",
     "record_matches",
     "runs_codex_app_server",
+    "stat_or_none",
     "with_argv0_from_path",
 ]
 
@@ -98,24 +102,54 @@ def parse_lstart(text: str) -> int | None:
     return int(time.mktime(parsed))
 
 
-def _read_stat(pid: int) -> tuple[str, int] | None:
-    """Return (state, start ticks) from /proc/<pid>/stat, or None if unreadable."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
+class ProcessStat(Value):
+    """The fields of /proc/<pid>/stat the kit uses (proc(5) fields 3, 4, 5 and 22)."""
+
+    __slots__ = ("pgrp", "ppid", "start_ticks", "state")
+
+    def __init__(self, *, state: str, ppid: int, pgrp: int, start_ticks: int) -> None:
+        self.state: Final = state
+        self.ppid: Final = ppid
+        self.pgrp: Final = pgrp
+        self.start_ticks: Final = start_ticks
+
+    @property
+    def is_zombie(self) -> bool:
+        """Exited (Z) or dead (X): its pid is not a process we can act on."""
+        return self.state in ("Z", "X")
+
+
+def read_stat(pid: int | str) -> ProcessStat:
+    """Parse /proc/<pid>/stat (``pid`` may be ``"self"``).
+
+    Raises ``OSError`` if it cannot be read and ``ValueError`` if it is malformed.
+    """
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        data = f.read()
     # comm may contain spaces and parentheses: fields start after the last ')'.
     fields = data[data.rfind(b")") + 2 :].split()
     try:
-        return fields[0].decode("ascii"), int(fields[19])
-    except (IndexError, ValueError, UnicodeDecodeError):
+        return ProcessStat(
+            state=fields[0].decode("ascii"),
+            ppid=int(fields[1]),
+            pgrp=int(fields[2]),
+            start_ticks=int(fields[19]),
+        )
+    except IndexError:
+        raise ValueError(f"malformed /proc/{pid}/stat") from None
+
+
+def stat_or_none(pid: int) -> ProcessStat | None:
+    """``read_stat``, or None if the process is gone, unreadable or its stat malformed."""
+    try:
+        return read_stat(pid)
+    except (OSError, ValueError):
         return None
 
 
 def start_ticks(pid: int) -> int | None:
-    stat = _read_stat(pid)
-    return None if stat is None else stat[1]
+    stat = stat_or_none(pid)
+    return None if stat is None else stat.start_ticks
 
 
 def is_signalable(pid: int) -> bool:
@@ -134,10 +168,10 @@ def inspect_process(pid: int) -> ProcessSnapshot | None:
     """Snapshot a live process we may signal; None if gone, foreign, zombie or unreadable."""
     if not is_signalable(pid):
         return None
-    stat = _read_stat(pid)
-    if stat is None or stat[0] in ("Z", "X"):
+    stat = stat_or_none(pid)
+    if stat is None or stat.is_zombie:
         return None
-    ticks = stat[1]
+    ticks = stat.start_ticks
     return ProcessSnapshot(
         pid=pid,
         identity=LinuxIdentity(boot_id=boot_id(), start_ticks=ticks),

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 
 from daemonkit.errors import DaemonError, InstallError
 from daemonkit.install import InstallResult, install_npm, install_script
-from daemonkit.launcher import working_directory
+from daemonkit.procinfo import stat_or_none
+from daemonkit.updater_control import working_directory
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -123,24 +124,10 @@ def _proc_table() -> dict[int, tuple[int, int]]:
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
-        fields = _stat_fields(int(name))
-        if fields is not None and fields[0] not in ("Z", "X"):
-            table[int(name)] = (fields[1], fields[2])
+        stat = stat_or_none(int(name))
+        if stat is not None and not stat.is_zombie:
+            table[int(name)] = (stat.ppid, stat.pgrp)
     return table
-
-
-def _stat_fields(pid: int) -> tuple[str, int, int] | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    # comm may contain spaces and parentheses: fields start after the last ')'.
-    fields = data[data.rfind(b")") + 2 :].split()
-    try:
-        return fields[0].decode("ascii"), int(fields[1]), int(fields[2])
-    except (IndexError, ValueError, UnicodeDecodeError):
-        return None
 
 
 def installer_processes() -> list[int]:
@@ -171,11 +158,11 @@ def _signal_verified(pid: int, signum: int) -> bool:
     except OSError:
         return False
     try:
-        fields = _stat_fields(pid)
+        stat = stat_or_none(pid)
         me = os.getpid()
-        if fields is None or fields[0] in ("Z", "X"):
+        if stat is None or stat.is_zombie:
             return False
-        if os.getpgrp() == me and fields[2] != me:
+        if os.getpgrp() == me and stat.pgrp != me:
             return False  # left our group since the scan: no longer the installer's
         signal.pidfd_send_signal(pidfd, signum)
     except OSError:

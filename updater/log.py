@@ -19,7 +19,7 @@ import time
 from typing import Literal
 
 from daemonkit.errors import describe_exception, render_error
-from daemonkit.launcher import open_log_for_spawn
+from daemonkit.logfiles import open_fresh_log
 
 __all__ = ["EventLog", "Stage", "error_text"]
 
@@ -132,7 +132,7 @@ class EventLog:
             return  # stderr is not our log (a terminal, systemd's journal): leave it
         try:
             sys.stderr.flush()
-            fd = open_log_for_spawn(self._log_path, self._previous_path)
+            fd = open_fresh_log(self._log_path, self._previous_path)
         except OSError as exc:
             sys.stderr.write(
                 f"warning: failed to rotate {self._log_path}: {describe_exception(exc)}\n"
