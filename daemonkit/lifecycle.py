@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 
 from daemonkit import __version__
 from daemonkit.backend import ProcessHandle, SpawnRequest, spawn_recorded, stop_recorded
+from daemonkit.binarycache import cached_codex_version
 from daemonkit.environment import child_environment
 from daemonkit.errors import (
     DaemonError,
@@ -41,7 +42,6 @@ from daemonkit.updater_control import (
     spawn_updater,
     stop_updater,
 )
-from daemonkit.versioncache import cached_codex_version
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -147,7 +147,7 @@ class Daemon:
 
     def lock(self, grace_s: float) -> AbstractContextManager[int]:
         if self.paths.kit_dir != self.paths.state_dir:
-            # Where this command's version cache goes (SPEC §16); made before the
+            # Where this command's binary cache goes (SPEC §16); made before the
             # lock, whose wait may be long, so a failure costs nothing.
             ensure_state_dir(self.paths.kit_dir)
         return operation_lock(
