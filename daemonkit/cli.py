@@ -12,7 +12,6 @@ import os
 import re
 import signal
 import sys
-from types import SimpleNamespace
 
 from daemonkit import __version__
 from daemonkit.errors import (
@@ -24,17 +23,18 @@ from daemonkit.errors import (
     render_error,
 )
 from daemonkit.output import emit, write_stderr
+from daemonkit.value import Value
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Sequence
     from types import FrameType
-    from typing import NoReturn
+    from typing import Final, NoReturn
 
     from daemonkit.output import JsonOutput
 
-__all__ = ["build_parser", "main", "run"]
+__all__ = ["Invocation", "build_parser", "main", "parse_arguments", "run"]
 
 _VERSION_PATTERN = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+-]*$")
 # Commands that take no options of their own: `[--codex-home PATH] COMMAND` is all
@@ -54,6 +54,47 @@ _SIMPLE_COMMANDS = frozenset(
 _PACKAGES = {"daemon": "python-daemon", "sh": "sh", "packaging": "packaging"}
 DEFAULT_LOG_BYTES = 16384
 MAX_LOG_BYTES = 1 << 20
+
+
+class Invocation(Value):
+    """One command line, read: the command, the home it names, and its options.
+
+    Both readings of a command line (the short path and argparse) build this, so
+    ``_run`` sees one type whichever read it. The option fields are argparse's
+    ``dest`` names; an option a command does not take keeps its default.
+    """
+
+    __slots__ = (
+        "assume_yes",
+        "channel",
+        "codex_home",
+        "command",
+        "install_version",
+        "log_bytes",
+        "now",
+        "remote_control",
+    )
+
+    def __init__(
+        self,
+        command: str,
+        codex_home: str | None = None,
+        *,
+        remote_control: bool = False,
+        assume_yes: bool = False,
+        channel: str | None = None,
+        install_version: str | None = None,
+        log_bytes: int = DEFAULT_LOG_BYTES,
+        now: bool = False,
+    ) -> None:
+        self.command: Final = command
+        self.codex_home: Final = codex_home
+        self.remote_control: Final = remote_control
+        self.assume_yes: Final = assume_yes
+        self.channel: Final = channel
+        self.install_version: Final = install_version
+        self.log_bytes: Final = log_bytes
+        self.now: Final = now
 
 
 def _log_bytes(text: str) -> int:
@@ -108,7 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     update = commands.add_parser(
         "update", help="ask the updater to install the newest Codex and restart onto it now"
     )
-    update.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    update.add_argument(
+        "--yes", action="store_true", dest="assume_yes", help="do not ask for confirmation"
+    )
     commands.add_parser("status", help="report the app-server and updater; never fails if stopped")
     install = commands.add_parser(
         "install", help="install a managed Codex release without touching the running server"
@@ -116,12 +159,15 @@ def build_parser() -> argparse.ArgumentParser:
     install.add_argument(
         "--channel", choices=("npm", "script"), help="default: settings updater.channel"
     )
-    install.add_argument("--version", metavar="V", help="exact version (npm channel only)")
+    install.add_argument(
+        "--version", metavar="V", dest="install_version", help="exact version (npm channel only)"
+    )
     logs = commands.add_parser("logs", help="print the sizes and tails of the stderr logs")
     logs.add_argument(
         "--bytes",
         type=_log_bytes,
         default=DEFAULT_LOG_BYTES,
+        dest="log_bytes",
         metavar="N",
         help=f"tail size per log, 1-{MAX_LOG_BYTES} (default {DEFAULT_LOG_BYTES})",
     )
@@ -146,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _simple_invocation(argv: Sequence[str]) -> SimpleNamespace | None:
+def _simple_invocation(argv: Sequence[str]) -> Invocation | None:
     """``[--codex-home PATH] COMMAND`` for a command without options, or None.
 
     Importing argparse and building the parser costs about as much as the rest of a
@@ -166,15 +212,22 @@ def _simple_invocation(argv: Sequence[str]) -> SimpleNamespace | None:
             return None
     if command not in _SIMPLE_COMMANDS:
         return None
-    return SimpleNamespace(codex_home=home, command=command)
+    return Invocation(command, home)
 
 
-def parse_arguments(argv: Sequence[str]) -> argparse.Namespace | SimpleNamespace:
+def _argparse_invocation(argv: Sequence[str]) -> Invocation:
+    """argparse's reading of ``argv``; exits 2 on a usage error."""
+    # The parser's dest names are Invocation's parameters: a new option that is not
+    # one fails here, on its first use, rather than being dropped.
+    return Invocation(**vars(build_parser().parse_args(argv)))
+
+
+def parse_arguments(argv: Sequence[str]) -> Invocation:
     """What argparse would make of ``argv``; exits 2 on a usage error, as argparse does."""
     simple = _simple_invocation(argv)
     if simple is not None:
         return simple
-    return build_parser().parse_args(argv)
+    return _argparse_invocation(argv)
 
 
 def _usage_error(message: str) -> NoReturn:
@@ -189,7 +242,7 @@ def _warn(line: str) -> None:
     write_stderr(f"warning: {line}\n")
 
 
-def _run(args: argparse.Namespace | SimpleNamespace) -> JsonOutput:
+def _run(args: Invocation) -> JsonOutput:
     from daemonkit.files import check_codex_home  # noqa: PLC0415
     from daemonkit.paths import DaemonPaths, resolve_codex_home  # noqa: PLC0415
 
@@ -204,20 +257,21 @@ def _run(args: argparse.Namespace | SimpleNamespace) -> JsonOutput:
         case "logs":
             from daemonkit.report import collect_logs  # noqa: PLC0415
 
-            output, warnings = collect_logs(paths, args.bytes)
+            output, warnings = collect_logs(paths, args.log_bytes)
             for line in warnings:
                 _warn(line)
             return output
         case "install":
             from daemonkit.install_command import run_install  # noqa: PLC0415
 
-            if args.version is not None and not _VERSION_PATTERN.match(args.version):
-                _usage_error(f"invalid version {args.version}")
-            return run_install(paths, os.environ, args.channel, args.version, _warn, _usage_error)
+            version = args.install_version
+            if version is not None and not _VERSION_PATTERN.match(version):
+                _usage_error(f"invalid version {version}")
+            return run_install(paths, os.environ, args.channel, version, _warn, _usage_error)
         case "update":
             from daemonkit.update_client import request_update  # noqa: PLC0415
 
-            return request_update(paths, os.environ, assume_yes=args.yes)
+            return request_update(paths, os.environ, assume_yes=args.assume_yes)
         case "enable" | "disable":
             from daemonkit.persistence import (  # noqa: PLC0415
                 disable_persistence,

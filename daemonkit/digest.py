@@ -12,8 +12,8 @@ from __future__ import annotations
 import importlib
 import threading
 
+from daemonkit.binarycache import file_key, read_entry, write_entry
 from daemonkit.pidrecord import ExecutableIdentity
-from daemonkit.versioncache import file_key, read_entry, write_entry
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ class IdentityInBackground:
     On a cache miss, hashing the binary takes about as long as the server takes to
     get ready; in a thread the two overlap as far as the cores allow. The thread only
     reads: ``result()``, in the caller's thread, stores a fresh answer in the cache
-    (see versioncache), so a command that exits while the daemon thread still hashes
+    (see binarycache), so a command that exits while the daemon thread still hashes
     never leaves a half-written file behind. Callers join it before they fork again.
     """
 

@@ -1,8 +1,13 @@
-"""start, restart, stop, version, adopt: the only place composing effects (SPEC §2.5-§2.8, §14.12).
+"""start, restart, stop, version, adopt, and the app-server's steps (SPEC §2.4-§2.8, §14.12).
 
-Each public command takes the operation lock where the spec says so, then follows
-the spec's numbered steps; everything it decides is decided by small functions it
-calls, and every output is built here and printed by the CLI.
+``Daemon`` owns the operation lock and the steps that change the managed app-server:
+stop it, spawn it and wait until it is ready, record the desired state, keep the
+updater beside it. Its five commands here compose those steps, and so do the commands
+that also change settings (remote.py) and the updater's supervisor and update cycle;
+effects that are not the app-server's are composed where their commands live
+(persistence.py, install_command.py, update_client.py). Each command takes the lock
+where the spec says so, then follows the spec's numbered steps; what it decides is
+decided by small functions it calls, and its output is printed by the CLI.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from collections.abc import Callable, Mapping
 
 from daemonkit import __version__
 from daemonkit.backend import ProcessHandle, SpawnRequest, spawn_recorded, stop_recorded
+from daemonkit.binarycache import cached_codex_version
 from daemonkit.environment import child_environment
 from daemonkit.errors import (
     DaemonError,
@@ -41,7 +47,6 @@ from daemonkit.updater_control import (
     spawn_updater,
     stop_updater,
 )
-from daemonkit.versioncache import cached_codex_version
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -147,7 +152,7 @@ class Daemon:
 
     def lock(self, grace_s: float) -> AbstractContextManager[int]:
         if self.paths.kit_dir != self.paths.state_dir:
-            # Where this command's version cache goes (SPEC §16); made before the
+            # Where this command's binary cache goes (SPEC §16); made before the
             # lock, whose wait may be long, so a failure costs nothing.
             ensure_state_dir(self.paths.kit_dir)
         return operation_lock(

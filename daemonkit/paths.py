@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from typing import Final
 
 __all__ = [
+    "BINARY_CACHE_NAME",
+    "LEGACY_BINARY_CACHE_NAME",
     "DaemonPaths",
     "Layout",
     "PidPaths",
@@ -30,6 +32,10 @@ STATE_DIR_NAME = "app-server-daemon"
 STANDALONE_ROOT = ("packages", "standalone")
 DEDICATED_ROOT = ("packages", "app-server-daemon")
 SOCKET_RELATIVE = ("app-server-control", "app-server-control.sock")
+# The managed binary's cache (daemonkit.binarycache), in ``kit_dir``. Its name before
+# it held the digests too is still read while the new one is missing.
+BINARY_CACHE_NAME = "managed-codex-cache.json"
+LEGACY_BINARY_CACHE_NAME = "managed-codex-version.json"
 
 
 def resolve_codex_home(flag: str | None, environ: Mapping[str, str]) -> str:
@@ -186,7 +192,7 @@ class DaemonPaths(Value):
     standalone root: the kit never creates the dedicated one.
 
     ``kit_dir`` holds the files only the kit reads (its updater's state and request
-    socket, the version cache): <S> in a standalone home, and a private directory
+    socket, the managed binary's cache): <S> in a standalone home, and a private directory
     outside the home in the dedicated layout, where <S> holds only what Rust knows
     plus ``desired-state.json`` (SPEC §16).
     """
@@ -242,7 +248,7 @@ class DaemonPaths(Value):
             if kit_dir == state_dir
             else os.path.join(kit_dir, "app-server-updater.sock")
         )
-        self.version_cache: Final = os.path.join(kit_dir, "managed-codex-version.json")
+        self.version_cache: Final = os.path.join(kit_dir, BINARY_CACHE_NAME)
         self.app_server: Final = PidPaths.for_stem(state_dir, server_stem, ProcessKind.APP_SERVER)
         self.updater: Final = PidPaths.for_stem(state_dir, updater_stem, ProcessKind.UPDATER)
         self.package_root: Final = package_root

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 from daemonkit import __version__
+from daemonkit.binarycache import cached_codex_version
 from daemonkit.environment import child_environment
 from daemonkit.errors import DaemonError, ProbeError, UnsafeFileError, describe_exception
 from daemonkit.files import read_state_file
@@ -29,7 +30,6 @@ from daemonkit.pidfile import Absent, Running, read_pid_state
 from daemonkit.probe import probe
 from daemonkit.procinfo import inspect_process, is_kit_updater, read_command, record_matches
 from daemonkit.settings import Settings, load_settings_leniently
-from daemonkit.versioncache import cached_codex_version
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

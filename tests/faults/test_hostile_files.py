@@ -54,6 +54,7 @@ NAMES = (
     "app-server.stderr.log",
     "app-server.stderr.log.previous",
     "managed-codex-version.json",
+    "managed-codex-cache.json",
 )
 KINDS = ("symlink", "fifo", "directory", "empty", "huge", "non-utf8", "foreign-owner")
 LOG_NAMES = ("app-server.stderr.log", "app-server.stderr.log.previous")

@@ -15,7 +15,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daemonkit.cli import _SIMPLE_COMMANDS, _simple_invocation, build_parser, parse_arguments
+from daemonkit.cli import (
+    _SIMPLE_COMMANDS,
+    Invocation,
+    _argparse_invocation,
+    _simple_invocation,
+    parse_arguments,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -56,14 +62,14 @@ ARGVS = st.one_of(
 )
 
 
-def argparse_reading(argv: list[str]) -> dict[str, object] | None:
-    """argparse's namespace for argv, or None when it rejects it (exit 2) or exits 0."""
+def argparse_reading(argv: list[str]) -> Invocation | None:
+    """argparse's invocation for argv, or None when it rejects it (exit 2) or exits 0."""
     with (
         contextlib.redirect_stderr(io.StringIO()),
         contextlib.redirect_stdout(io.StringIO()),
     ):
         try:
-            return vars(build_parser().parse_args(argv))
+            return _argparse_invocation(argv)
         except SystemExit:
             return None
 
@@ -73,7 +79,7 @@ def argparse_reading(argv: list[str]) -> dict[str, object] | None:
 def test_every_short_reading_is_argparse_reading(argv: list[str]) -> None:
     simple = _simple_invocation(argv)
     if simple is not None:
-        assert vars(simple) == argparse_reading(argv)
+        assert simple == argparse_reading(argv)
 
 
 @pytest.mark.parametrize("command", sorted(_SIMPLE_COMMANDS))
@@ -87,8 +93,8 @@ def test_everyday_invocations_take_the_short_path(
     argv = [*prefix, command]
     simple = _simple_invocation(argv)
     assert simple is not None
-    assert vars(simple) == {"codex_home": home, "command": command}
-    assert vars(simple) == argparse_reading(argv)
+    assert simple == Invocation(command, home)
+    assert simple == argparse_reading(argv)
 
 
 @pytest.mark.parametrize(
@@ -115,3 +121,22 @@ def test_parse_arguments_exits_2_on_a_usage_error(capsys: pytest.CaptureFixture[
         parse_arguments(["stpo"])
     assert exited.value.code == 2
     assert "invalid choice: 'stpo'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["logs"], Invocation("logs")),
+        (["logs", "--bytes", "12"], Invocation("logs", log_bytes=12)),
+        (["update", "--yes"], Invocation("update", assume_yes=True)),
+        (
+            ["--codex-home", "/h", "install", "--channel", "npm", "--version", "1.2.3"],
+            Invocation("install", "/h", channel="npm", install_version="1.2.3"),
+        ),
+        (["bootstrap", "--remote-control"], Invocation("bootstrap", remote_control=True)),
+        (["enable", "--now"], Invocation("enable", now=True)),
+        (["disable"], Invocation("disable")),
+    ],
+)
+def test_argparse_reads_options_into_the_invocation(argv: list[str], expected: Invocation) -> None:
+    assert parse_arguments(argv) == expected

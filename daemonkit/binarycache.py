@@ -3,9 +3,10 @@
 Every lifecycle output reports ``managedCodexVersion``; running a 300 MB binary for it
 on each command costs more than the rest of ``version``, and digesting it for the
 record's ``executableIdentity`` costs about 0.2 s of CPU on each start. Both answers
-are cached in ``<S>/managed-codex-version.json`` against the canonical path and the
-file's device, inode, size, mtime and ctime: replacing or rewriting the binary changes
-at least one of them, and an answer is never returned for a different file.
+are cached in ``managed-codex-cache.json`` (in ``DaemonPaths.kit_dir``) against the
+canonical path and the file's device, inode, size, mtime and ctime: replacing or
+rewriting the binary changes at least one of them, and an answer is never returned for
+a different file.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 
 from daemonkit.files import read_state_file, write_atomic
 from daemonkit.managed import try_codex_version
+from daemonkit.paths import LEGACY_BINARY_CACHE_NAME
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -35,10 +37,20 @@ def file_key(path: str) -> list[object] | None:
     return [canonical, info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns]
 
 
+def _read_cache(cache_path: str) -> bytes | None:
+    raw = read_state_file(cache_path, CACHE_LIMIT)
+    if raw is not None:
+        return raw
+    # A kit upgraded in place keeps the cache its older self wrote under the old name
+    # until the first write under the new one; the old file is never written again.
+    legacy = os.path.join(os.path.dirname(cache_path), LEGACY_BINARY_CACHE_NAME)
+    return read_state_file(legacy, CACHE_LIMIT)
+
+
 def read_entry(cache_path: str, key: list[object]) -> dict[str, object]:
     """The cached facts for ``key``; empty when the cache is about another file."""
     try:
-        raw = read_state_file(cache_path, CACHE_LIMIT)
+        raw = _read_cache(cache_path)
         entry = json.loads(raw.decode("utf-8")) if raw else None
     except (OSError, UnicodeDecodeError, ValueError, RecursionError):
         return {}  # a cache that cannot be read is a miss, never an error
