@@ -19,7 +19,7 @@ reads the drawing below and enforces it::
     records     pidrecord procinfo pidfile probe rpc binarycache digest decisions
                 units systemd placement
     base        __init__ errors value hooks environment paths files locks output
-                managed settings intent logtail
+                managed settings intent logtail logfiles jsonget
 
 ``base``: errors, values, the home's paths, state files and settings, the managed
 binary. ``records``: what the kit learns and records about processes, binaries and the
