@@ -16,7 +16,7 @@ import os
 import time
 from enum import Enum, auto
 
-from daemonkit.errors import LockTimeoutError, PidFileError, PidRecordError, UnsafeFileError
+from daemonkit.errors import LockTimeoutError, PidFileError, PidRecordError, os_errors_as
 from daemonkit.files import AtomicWriteError, read_state_file, write_atomic
 from daemonkit.locks import acquire_lock, is_locked_elsewhere, open_lock_file, try_lock
 from daemonkit.pidrecord import ExecutableIdentity, PidRecord, parse_pid_record
@@ -73,12 +73,8 @@ def _parse(paths: PidPaths, raw: bytes) -> Running:
 
 
 def _read_raw(paths: PidPaths) -> bytes | None:
-    try:
+    with os_errors_as(PidFileError, f"failed to read pid file {paths.record}"):
         return read_state_file(paths.record, RECORD_LIMIT)
-    except UnsafeFileError:
-        raise
-    except OSError as exc:
-        raise PidFileError(f"failed to read pid file {paths.record}") from exc
 
 
 def _unlink_record(paths: PidPaths) -> None:
