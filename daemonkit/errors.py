@@ -34,14 +34,20 @@ in so that ``except OSError`` or ``except TimeoutError`` in callers keeps workin
     └── InterruptedByUserError     SIGINT, SIGTERM or SIGHUP reached the CLI
 
 Messages are lower-case, name the object and its path, and reuse upstream wording
-verbatim where upstream has one (SPEC §2.15). ``render_error`` turns a chain of
-``__cause__`` links into the anyhow-style text the CLI prints (SPEC §2.2).
+verbatim where upstream has one (SPEC §2.15). ``os_errors_as`` words an OS error as
+the kit's error naming the object, with the OS error as its cause; ``render_error``
+turns a chain of ``__cause__`` links into the anyhow-style text the CLI prints (SPEC §2.2).
 """
 
 from __future__ import annotations
 
 import errno
 import os
+from contextlib import contextmanager
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
 
 __all__ = [
     "AdoptError",
@@ -75,6 +81,7 @@ __all__ = [
     "VerificationError",
     "describe_chain",
     "describe_exception",
+    "os_errors_as",
     "render_error",
 ]
 
@@ -185,6 +192,12 @@ class NotReadyError(DaemonError):
 class UnmanagedServerError(DaemonError):
     """An app-server answers on the control socket but no pid record manages it."""
 
+    def __init__(
+        self, message: str = "app server is running but is not managed by codex app-server daemon"
+    ) -> None:
+        # Upstream's wording (SPEC §2.15): every command that finds such a server says this.
+        super().__init__(message)
+
 
 class AdoptError(DaemonError):
     """The server answering on the control socket is not one ``adopt`` may manage.
@@ -242,6 +255,24 @@ class UnitFileError(SystemdError, OSError):
 
 class InterruptedByUserError(DaemonError):
     """SIGINT, SIGTERM or SIGHUP reached the CLI while it worked."""
+
+
+@contextmanager
+def os_errors_as(error: Callable[[str], DaemonError], message: str) -> Iterator[None]:
+    """Raise ``error(message)`` from any ``OSError`` the ``with`` block raises.
+
+    The kit's own errors pass through unchanged, ``OSError`` subclasses among them
+    (``UnsafeFileError`` names its path and reason already)::
+
+        with os_errors_as(PidFileError, f"failed to read pid file {path}"):
+            data = read_state_file(path)
+    """
+    try:
+        yield
+    except DaemonError:
+        raise
+    except OSError as exc:
+        raise error(message) from exc
 
 
 def describe_exception(exc: BaseException) -> str:

@@ -6,7 +6,7 @@ import json
 import time
 from enum import StrEnum
 
-from daemonkit.errors import StateDirError, UnsafeFileError
+from daemonkit.errors import StateDirError, os_errors_as
 from daemonkit.files import read_state_file, write_atomic
 from daemonkit.value import Value
 
@@ -32,12 +32,8 @@ def write_desired_state(path: str, state: DesiredState, changed_by: str) -> None
         },
         separators=(",", ":"),
     ).encode("utf-8")
-    try:
+    with os_errors_as(StateDirError, f"failed to write desired state {path}"):
         write_atomic(path, f"{path}.tmp", data, durable=True)
-    except UnsafeFileError:
-        raise
-    except OSError as exc:
-        raise StateDirError(f"failed to write desired state {path}") from exc
 
 
 class Intent(Value):

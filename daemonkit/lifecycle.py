@@ -186,9 +186,7 @@ class Daemon:
         managed = self.managed()
         if not managed and self.probe_ok() is not None:
             self._warn_dedicated_layout()
-            raise UnmanagedServerError(
-                "app server is running but is not managed by codex app-server daemon"
-            )
+            raise UnmanagedServerError
         return managed
 
     def _dedicated_layout_pid(self) -> int | None:
@@ -409,9 +407,7 @@ class Daemon:
                 return self._output(LifecycleStatus.STOPPED, managed=True)
             if self.probe_ok() is not None:
                 self._warn_dedicated_layout()
-                raise UnmanagedServerError(
-                    "app server is running but is not managed by codex app-server daemon"
-                )
+                raise UnmanagedServerError
             return self._output(LifecycleStatus.NOT_RUNNING, managed=False)
 
     def version(self) -> LifecycleOutput:

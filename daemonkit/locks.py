@@ -13,7 +13,7 @@ import os
 import time
 from contextlib import contextmanager
 
-from daemonkit.errors import DaemonError, LockError, LockTimeoutError, UnsafeFileError
+from daemonkit.errors import DaemonError, LockError, LockTimeoutError, os_errors_as
 from daemonkit.files import ensure_state_dir, open_state_file
 
 TYPE_CHECKING = False
@@ -35,12 +35,8 @@ MAX_RETRY_S = 0.05
 
 def open_lock_file(path: str, failure: str) -> int:
     """Open (creating, 0600) the lock file at ``path``; ``failure`` names the error."""
-    try:
+    with os_errors_as(LockError, failure):
         return open_state_file(path, os.O_RDWR | os.O_CREAT)
-    except UnsafeFileError:
-        raise
-    except OSError as exc:
-        raise LockError(failure) from exc
 
 
 def try_lock(fd: int, failure: str = "failed to lock daemon operation") -> bool:

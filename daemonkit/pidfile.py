@@ -16,7 +16,7 @@ import os
 import time
 from enum import Enum, auto
 
-from daemonkit.errors import LockTimeoutError, PidFileError, PidRecordError, UnsafeFileError
+from daemonkit.errors import LockTimeoutError, PidFileError, PidRecordError, os_errors_as
 from daemonkit.files import AtomicWriteError, read_state_file, write_atomic
 from daemonkit.locks import acquire_lock, is_locked_elsewhere, open_lock_file, try_lock
 from daemonkit.pidrecord import ExecutableIdentity, PidRecord, parse_pid_record
@@ -25,6 +25,7 @@ from daemonkit.value import Value
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Final
 
     from daemonkit.paths import PidPaths
@@ -73,12 +74,8 @@ def _parse(paths: PidPaths, raw: bytes) -> Running:
 
 
 def _read_raw(paths: PidPaths) -> bytes | None:
-    try:
+    with os_errors_as(PidFileError, f"failed to read pid file {paths.record}"):
         return read_state_file(paths.record, RECORD_LIMIT)
-    except UnsafeFileError:
-        raise
-    except OSError as exc:
-        raise PidFileError(f"failed to read pid file {paths.record}") from exc
 
 
 def _unlink_record(paths: PidPaths) -> None:
@@ -238,8 +235,17 @@ def is_starting_or_running(paths: PidPaths) -> bool:
     return active_state(paths) is not Absent.MISSING
 
 
-def wait_for_record(paths: PidPaths) -> PidState:
-    """Wait while a reservation is Starting, up to 10 s (SPEC §4.8 step 1)."""
+def _sleep(seconds: float) -> bool:
+    time.sleep(seconds)
+    return False
+
+
+def wait_for_record(paths: PidPaths, pause: Callable[[float], bool] = _sleep) -> PidState:
+    """Wait while a reservation is Starting, up to 10 s (SPEC §4.8 step 1, §8.1).
+
+    ``pause`` waits between two reads; when it returns True (the caller was told to
+    shut down meanwhile) the wait ends early and Starting is returned.
+    """
     deadline = time.monotonic() + STARTING_WAIT_S
     state = read_pid_state(paths)
     while state is Absent.STARTING:
@@ -247,7 +253,8 @@ def wait_for_record(paths: PidPaths) -> PidState:
             raise PidFileError(
                 f"timed out waiting for pid reservation in {paths.record} to finish initializing"
             )
-        time.sleep(STARTING_POLL_S)
+        if pause(STARTING_POLL_S):
+            return state
         state = read_pid_state(paths)
     return state
 

@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 from daemonkit import __version__
-from daemonkit.errors import DaemonError, ProbeError, RpcError, describe_chain
+from daemonkit.errors import ProbeError, RpcError, describe_chain
 from daemonkit.intent import DesiredState
 from daemonkit.managed import ensure_managed_bin
 from daemonkit.output import BootstrapOutput, RemoteControlOutput, RemoteControlStatus
 from daemonkit.readiness import wait_until_ready
 from daemonkit.rpc import set_remote_control
 from daemonkit.settings import load_settings, update_settings
-from daemonkit.updater_control import (
-    is_updater_active,
-    notify_updater,
-    spawn_updater,
-    stop_updater,
-)
+from daemonkit.updater_control import is_updater_active, notify_updater, stop_updater
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -41,14 +36,8 @@ def bootstrap(daemon: Daemon, *, remote_control: bool) -> BootstrapOutput:
         if managed:
             daemon.stop_app_server(settings.shutdown_grace_s)
         _, info = daemon.spawn_and_wait(settings, bin_path)
-        if settings.wants_updater:
-            try:
-                spawn_updater(paths, daemon.environ, once=False, place=daemon.place_spawn)
-            except DaemonError as exc:
-                daemon.warn(
-                    "failed to ensure managed updater after app-server start: "
-                    + describe_chain(exc)
-                )
+        # The updater was stopped above: this starts it again if it is wanted.
+        daemon.ensure_updater(settings)
         return BootstrapOutput(
             # Updates happen only if they are on and an updater runs to do them; since
             # supervision, an updater may run with updates off (SPEC §14.1).

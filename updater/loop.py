@@ -39,6 +39,7 @@ from daemonkit.pidfile import (
     read_pid_state,
     remove_record_if_unchanged,
     reserve_pid_file,
+    wait_for_record,
 )
 from daemonkit.pidrecord import PidRecord
 from daemonkit.procinfo import inspect_process, record_matches
@@ -80,8 +81,6 @@ __all__ = ["SelfPipe", "run_updater"]
 
 INITIAL_DELAY_S = 300.0
 ONCE_IDLE_EXIT_S = 60.0
-STARTING_WAIT_S = 10.0
-STARTING_POLL_S = 0.05
 
 
 class SelfPipe:
@@ -145,19 +144,12 @@ def _another_updater(pid: int) -> int:
 def register(paths: DaemonPaths, shutdown: SelfPipe) -> int | None:
     """Make sure the updater record names this process; an exit code if we must not run."""
     own = _own_record()
-    deadline = time.monotonic() + STARTING_WAIT_S
     while True:
-        state = read_pid_state(paths.updater)
+        # The launcher publishes our record right after the spawn.
+        state = wait_for_record(paths.updater, shutdown.wait)
         match state:
-            case Absent.STARTING:
-                # The launcher publishes our record right after the spawn.
-                if time.monotonic() >= deadline:
-                    raise PidFileError(
-                        f"timed out waiting for pid reservation in {paths.updater.record} "
-                        "to finish initializing"
-                    )
-                if shutdown.wait(STARTING_POLL_S):
-                    return 0
+            case Absent.STARTING:  # SIGTERM arrived while we waited
+                return 0
             case Running(record=record, raw=raw):
                 if _names_us(record, own):
                     return None
