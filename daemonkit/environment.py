@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["REMOTE_CONTROL_DISABLED_ENV", "child_environment"]
+__all__ = ["REMOTE_CONTROL_DISABLED_ENV", "child_environment", "working_directory"]
 
 _DROPPED = ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET")
 REMOTE_CONTROL_DISABLED_ENV = "CODEX_INTERNAL_APP_SERVER_REMOTE_CONTROL_DISABLED"
@@ -32,3 +34,13 @@ def child_environment(
     elif remote_control is False:
         env[REMOTE_CONTROL_DISABLED_ENV] = "1"
     return env
+
+
+def working_directory(environ: Mapping[str, str]) -> str:
+    """$HOME if it is a directory, else / : the same wherever the CLI was run.
+
+    The updater runs there, and so does the script channel's installer, whether the
+    updater or the ``install`` command runs it.
+    """
+    home = environ.get("HOME", "")
+    return home if home and os.path.isdir(home) else "/"

@@ -192,11 +192,9 @@ class NotReadyError(DaemonError):
 class UnmanagedServerError(DaemonError):
     """An app-server answers on the control socket but no pid record manages it."""
 
-    def __init__(
-        self, message: str = "app server is running but is not managed by codex app-server daemon"
-    ) -> None:
+    def __init__(self) -> None:
         # Upstream's wording (SPEC §2.15): every command that finds such a server says this.
-        super().__init__(message)
+        super().__init__("app server is running but is not managed by codex app-server daemon")
 
 
 class AdoptError(DaemonError):

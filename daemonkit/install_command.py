@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from daemonkit import __version__
-from daemonkit.environment import child_environment
+from daemonkit.environment import child_environment, working_directory
 from daemonkit.errors import ProbeError
 from daemonkit.install import install_npm, install_script, read_link
 from daemonkit.managed import managed_bin_path, versions_equal
@@ -13,7 +13,6 @@ from daemonkit.output import InstallOutput, InstallStatus
 from daemonkit.pidfile import Running, active_state
 from daemonkit.probe import probe
 from daemonkit.settings import load_settings
-from daemonkit.updater_control import working_directory
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

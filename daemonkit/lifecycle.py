@@ -245,7 +245,7 @@ class Daemon:
 
     def managed_version(self, bin_path: str) -> str | None:
         return cached_codex_version(
-            bin_path, self.version_env(), self.paths.version_cache, may_write=True
+            bin_path, self.version_env(), self.paths.binary_cache, may_write=True
         )
 
     def version_env(self) -> dict[str, str]:
@@ -292,7 +292,7 @@ class Daemon:
             return spawned.record.pid, info
         # Started after the fork and joined before returning: this process never
         # forks (the launcher, the updater's installer) while the thread runs.
-        identity = IdentityInBackground(canonical, self.paths.version_cache)
+        identity = IdentityInBackground(canonical, self.paths.binary_cache)
         try:
             info = self._wait_until_ready(spawned, canonical, request.paths.log)
         except NotReadyError:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from daemonkit.errors import SpawnError, UnsafeFileError
+from daemonkit.errors import SpawnError, os_errors_as
 from daemonkit.files import open_state_file, refuse_unless_ours
 
 __all__ = ["open_fresh_log"]
@@ -33,12 +33,8 @@ def open_fresh_log(log: str, previous: str) -> int:
             os.rename(log, previous)
         except OSError as exc:
             raise SpawnError(f"failed to rotate stderr log {log}") from exc
-    try:
+    with os_errors_as(SpawnError, f"failed to open stderr log {log}"):
         return open_state_file(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND)
-    except UnsafeFileError:
-        raise
-    except OSError as exc:
-        raise SpawnError(f"failed to open stderr log {log}") from exc
 
 
 def _refuse_foreign_previous(previous: str) -> None:

@@ -200,6 +200,7 @@ class DaemonPaths(Value):
     __slots__ = (
         "app_server",
         "bin_current",
+        "binary_cache",
         "codex_home",
         "current",
         "desired_state",
@@ -219,7 +220,6 @@ class DaemonPaths(Value):
         "updater",
         "updater_socket",
         "updater_state",
-        "version_cache",
     )
 
     def __init__(
@@ -248,7 +248,7 @@ class DaemonPaths(Value):
             if kit_dir == state_dir
             else os.path.join(kit_dir, "app-server-updater.sock")
         )
-        self.version_cache: Final = os.path.join(kit_dir, BINARY_CACHE_NAME)
+        self.binary_cache: Final = os.path.join(kit_dir, BINARY_CACHE_NAME)
         self.app_server: Final = PidPaths.for_stem(state_dir, server_stem, ProcessKind.APP_SERVER)
         self.updater: Final = PidPaths.for_stem(state_dir, updater_stem, ProcessKind.UPDATER)
         self.package_root: Final = package_root

@@ -135,7 +135,7 @@ def collect_status(paths: DaemonPaths, environ: Mapping[str, str]) -> StatusOutp
         managed_codex_version=cached_codex_version(
             bin_path,
             child_environment(environ, paths.codex_home, remote_control=None),
-            paths.version_cache,
+            paths.binary_cache,
             may_write=False,
         ),
         socket_path=paths.socket,

@@ -13,7 +13,13 @@ from __future__ import annotations
 
 import json
 
-from daemonkit.errors import JsonFieldError, SettingsError, UnsafeFileError, describe_chain
+from daemonkit.errors import (
+    JsonFieldError,
+    SettingsError,
+    UnsafeFileError,
+    describe_chain,
+    os_errors_as,
+)
 from daemonkit.files import AtomicWriteError, read_state_file, write_atomic
 from daemonkit.jsonget import get
 from daemonkit.value import Value
@@ -224,12 +230,8 @@ def _parse(obj: dict[str, object]) -> tuple[Settings, _Problems]:
 
 
 def _read(path: str) -> bytes | None:
-    try:
+    with os_errors_as(SettingsError, f"failed to read settings {path}"):
         return read_state_file(path, SETTINGS_LIMIT)
-    except UnsafeFileError:
-        raise
-    except OSError as exc:
-        raise SettingsError(f"failed to read settings {path}") from exc
 
 
 def load_settings(path: str) -> Settings:

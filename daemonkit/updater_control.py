@@ -6,7 +6,7 @@ import os
 import sys
 
 from daemonkit.backend import SpawnRequest, spawn_recorded, stop_recorded
-from daemonkit.environment import child_environment
+from daemonkit.environment import child_environment, working_directory
 from daemonkit.errors import DaemonError
 from daemonkit.pidfile import Running, active_state, is_starting_or_running
 
@@ -29,7 +29,6 @@ __all__ = [
     "notify_updater",
     "spawn_updater",
     "stop_updater",
-    "working_directory",
 ]
 
 # Rust 0.169's `start`/`restart` stop any updater of a standalone install whose
@@ -83,16 +82,6 @@ def updater_environment(environ: Mapping[str, str], codex_home: str) -> dict[str
     existing = env.get("PYTHONPATH")
     env["PYTHONPATH"] = KIT_ROOT if not existing else f"{KIT_ROOT}{os.pathsep}{existing}"
     return env
-
-
-def working_directory(environ: Mapping[str, str]) -> str:
-    """$HOME if it is a directory, else / : the same wherever the CLI was run.
-
-    The updater runs there, and so does the script channel's installer, whether the
-    updater or the ``install`` command runs it.
-    """
-    home = environ.get("HOME", "")
-    return home if home and os.path.isdir(home) else "/"
 
 
 def spawn_updater(

@@ -328,9 +328,7 @@ class Cycle:
                 case RestartDecision.RESTART:
                     return self._restart(settings, installed, canonical, release)
         if self._running_version() is not None:
-            raise UnmanagedServerError(
-                "app server is running but is not managed by codex app-server daemon"
-            )
+            raise UnmanagedServerError
         return _Attempt(outcome=RestartOutcome.NOT_RUNNING)
 
     def _count_restart(self) -> None:

@@ -18,10 +18,10 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from daemonkit.environment import working_directory
 from daemonkit.errors import DaemonError, InstallError
 from daemonkit.install import InstallResult, install_npm, install_script
 from daemonkit.procinfo import stat_or_none
-from daemonkit.updater_control import working_directory
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum, auto
 
+from daemonkit.jsonget import get_lenient, has_type
+
 __all__ = [
     "BACKOFF_STEPS_S",
     "GIVE_UP_EXITS",
@@ -66,10 +68,12 @@ class LastExit:
     def from_json(cls, value: object) -> LastExit | None:
         if not isinstance(value, dict):
             return None
-        at_ms, pid, reason = value.get("atMs"), value.get("pid"), value.get("reason")
-        if _is_int(at_ms) and _is_int(pid) and isinstance(reason, str):
-            return cls(at_ms=at_ms, pid=pid, reason=reason)  # type: ignore[arg-type]
-        return None
+        at_ms = get_lenient(value, "atMs", int, None)
+        pid = get_lenient(value, "pid", int, None)
+        reason = get_lenient(value, "reason", str, None)
+        if at_ms is None or pid is None or reason is None:
+            return None
+        return cls(at_ms=at_ms, pid=pid, reason=reason)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -169,29 +173,17 @@ class SupervisorMemory:
         except ValueError:
             state = SupervisorState.WATCHING
         exits = value.get("exitsAtMs")
+        exits_at_ms = [at for at in exits if has_type(at, int)] if isinstance(exits, list) else []
         return cls(
             state=state,
-            restarts=_count(value.get("restarts")),
-            consecutive=_count(value.get("consecutive")),
-            exits_at_ms=[at for at in exits if _is_int(at)] if isinstance(exits, list) else [],
+            restarts=max(get_lenient(value, "restarts", int, 0), 0),
+            consecutive=max(get_lenient(value, "consecutive", int, 0), 0),
+            exits_at_ms=exits_at_ms,
             last_exit=LastExit.from_json(value.get("lastExit")),
-            ready_since_ms=_int(value.get("readySinceMs")),
-            user_start_at_ms=_int(value.get("userStartAtMs")),
+            ready_since_ms=get_lenient(value, "readySinceMs", int, None),
+            user_start_at_ms=get_lenient(value, "userStartAtMs", int, None),
         )
 
 
 def _ms(seconds: float) -> int:
     return int(seconds * 1000)
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _int(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _count(value: object) -> int:
-    number = _int(value)
-    return max(number, 0) if number is not None else 0

@@ -97,7 +97,7 @@ def forbidden_targets(home: Home) -> set[str]:
         paths.settings,
         paths.settings_tmp,
         paths.desired_state,
-        paths.version_cache,
+        paths.binary_cache,
         paths.install_lock,
     }
 

@@ -204,12 +204,12 @@ def test_stop_that_cannot_record_the_intent_leaves_a_managed_server(
 def test_version_cache_that_cannot_be_written_is_skipped(fake: Home, figures: Figures) -> None:
     figures.add("write_failures_tried")
     started_pid(fake)
-    os.unlink(fake.paths.version_cache)
+    os.unlink(fake.paths.binary_cache)
     result = run_limited(fake, 10, "version")
     assert result.returncode == 0, result
     assert result.stderr == ""
     assert result.json["managedCodexVersion"] == "1.0.0"
-    assert read_bytes(fake.paths.version_cache) is None
+    assert read_bytes(fake.paths.binary_cache) is None
     assert temps(fake) == [], "a failed cache write leaves no temp behind"
     figures.add("write_failures_safe")
 

@@ -205,7 +205,7 @@ def test_the_kit_updater_runs_rusts_update_loop_and_installs_nothing(witnessed: 
     assert_no_kit_only_files(home)
     assert os.path.isfile(home.paths.updater_state)
     assert home.paths.updater_state.startswith(str(home.user_home))
-    assert os.path.isfile(home.paths.version_cache)
+    assert os.path.isfile(home.paths.binary_cache)
 
     # Updates off: the loop stops, supervision goes on, and `update` says who updates.
     write_settings(

@@ -183,14 +183,14 @@ def test_binary_digests_are_cached_against_the_file_identity(fake: Home) -> None
     blake3 = pytest.importorskip("blake3", reason="executableIdentity needs the blake3 extra")
     binary = Path(managed_binary(fake))
     started_pid(fake)
-    cache = json.loads(Path(fake.paths.version_cache).read_bytes())
+    cache = json.loads(Path(fake.paths.binary_cache).read_bytes())
     assert cache["digest"] == blake3.blake3(binary.read_bytes()).hexdigest()
     assert cache["identity"][0] == str(binary)
     assert fake.run("stop").json["status"] == "stopped"
 
     # The cached answer is what the next start records: the cache is used...
     cache["digest"] = "ab" * 32
-    Path(fake.paths.version_cache).write_text(json.dumps(cache))
+    Path(fake.paths.binary_cache).write_text(json.dumps(cache))
     started_pid(fake)
     record = json.loads(record_bytes(fake) or b"")
     assert record["executableIdentity"]["digest"] == [0xAB] * 32

@@ -34,7 +34,7 @@ def write_cache(path: Path, binary: str, version: str) -> None:
 
 def test_the_cache_is_named_for_what_it_holds(tmp_path: Path) -> None:
     paths = DaemonPaths(str(tmp_path))
-    assert paths.version_cache == f"{paths.kit_dir}/{BINARY_CACHE_NAME}"
+    assert paths.binary_cache == f"{paths.kit_dir}/{BINARY_CACHE_NAME}"
     assert BINARY_CACHE_NAME == "managed-codex-cache.json"
 
 

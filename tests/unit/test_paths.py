@@ -220,7 +220,7 @@ def test_dedicated_current_wins_over_everything(tmp_path: Path) -> None:
     digest = home_digest(str(tmp_path))
     assert paths.kit_dir == f"/home/u/.local/state/codex-daemonkit/homes/{digest}"
     assert paths.desired_state == str(tmp_path / "app-server-daemon" / "desired-state.json")
-    kit_files = (paths.updater_state, paths.version_cache, paths.kit_updater_socket)
+    kit_files = (paths.updater_state, paths.binary_cache, paths.kit_updater_socket)
     assert all(path.startswith(paths.kit_dir + "/") for path in kit_files)
     assert paths.updater_socket == str(tmp_path / "app-server-daemon" / "daemon-updater.sock")
 
