@@ -93,10 +93,20 @@ def wait_for(predicate: Callable[[], T], *, what: str, timeout: float = WAIT_S) 
     return value
 
 
-def write_settings(home: Home, settings: Mapping[str, object]) -> None:
-    """settings.json as a client might have written it (compact JSON), state dir 0700."""
+def write_settings(home: Home, settings: Mapping[str, object]) -> bytes:
+    """settings.json as a client might have written it (JSON on one line); its bytes."""
+    return write_settings_text(home, json.dumps(settings))
+
+
+def write_settings_text(home: Home, text: str) -> bytes:
+    """settings.json holding exactly ``text``, which need not be valid; its bytes, for
+    tests that check the kit left them alone. The file is 0600 in a 0700 state dir, as
+    the kit keeps its own state files (SPEC §3.2)."""
     Path(home.paths.state_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
-    Path(home.paths.settings).write_text(json.dumps(settings))
+    path = Path(home.paths.settings)
+    path.write_text(text)
+    path.chmod(0o600)
+    return path.read_bytes()
 
 
 def rust_daemon(home: Home, binary: Path, command: str, *args: str) -> dict[str, object]:

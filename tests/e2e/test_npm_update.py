@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from daemonkit import __version__
-from tests.harness import is_alive, marked_pids, read_regular, wait_for
+from tests.harness import is_alive, marked_pids, read_regular, wait_for, write_settings
 
 if TYPE_CHECKING:
     from tests.harness import Home
@@ -84,15 +84,13 @@ def test_update_moves_the_running_server_to_npm_latest(home: Home) -> None:
     assert installed["status"] == "installed"
     assert installed["releasePath"] == old_release
     assert installed["managedCodexVersion"] == OLD_VERSION
-    Path(home.paths.state_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
-    Path(home.paths.settings).write_text(
-        # No updates and no supervision: no updater until `update` spawns a one-shot one.
-        json.dumps(
-            {
-                "updater": {"channel": "npm", "autoUpdateEnabled": False},
-                "supervisor": {"restartOnExit": False},
-            }
-        )
+    # No updates and no supervision: no updater until `update` spawns a one-shot one.
+    write_settings(
+        home,
+        {
+            "updater": {"channel": "npm", "autoUpdateEnabled": False},
+            "supervisor": {"restartOnExit": False},
+        },
     )
 
     started = home.run("start").json

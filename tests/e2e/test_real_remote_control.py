@@ -28,7 +28,7 @@ import pytest
 
 from daemonkit import __version__
 from daemonkit.rpc import set_remote_control
-from tests.harness import is_alive, read_regular, remote_control_status
+from tests.harness import is_alive, read_regular, remote_control_status, write_settings
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -45,8 +45,7 @@ STATUSES = ("disabled", "connecting", "connected", "errored")
 @pytest.fixture
 def real_home(home: Home, real_codex: RealCodex) -> Home:
     home.install_real(real_codex)
-    Path(home.paths.state_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
-    Path(home.paths.settings).write_text(json.dumps(SETTINGS))
+    write_settings(home, SETTINGS)
     return home
 
 

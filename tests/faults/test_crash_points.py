@@ -28,7 +28,15 @@ from daemonkit.errors import ProbeError
 from daemonkit.install import host_targets
 from daemonkit.probe import probe
 from tests.faults.figures import Figures
-from tests.harness import UPDATER_OFF, app_servers_alive, boot_id, is_alive, start_ticks, wait_for
+from tests.harness import (
+    UPDATER_OFF,
+    app_servers_alive,
+    boot_id,
+    is_alive,
+    start_ticks,
+    wait_for,
+    write_settings_text,
+)
 from tests.updates import put_fake_npm_on_path
 
 if TYPE_CHECKING:
@@ -49,19 +57,15 @@ def figures(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReq
     return Figures.for_test(tmp_path_factory, request)
 
 
-def write_settings(home: Home, **settings: object) -> bytes:
-    """settings.json with the updater off (so only the app-server is in play); its bytes."""
-    os.makedirs(home.paths.state_dir, mode=0o700, exist_ok=True)
-    path = Path(home.paths.settings)
-    value = {"custom": [1, "kept"], **UPDATER_OFF, **settings}
-    path.write_text(json.dumps(value, indent=2))
-    path.chmod(0o600)
-    return path.read_bytes()
+def settings_text(**settings: object) -> str:
+    """settings.json with a client's own key and the updater off (so only the app-server
+    is in play), indented as the kit writes it."""
+    return json.dumps({"custom": [1, "kept"], **UPDATER_OFF, **settings}, indent=2)
 
 
 @pytest.fixture
 def fake(home: Home) -> Home:
-    write_settings(home, shutdownGraceSeconds=2)
+    write_settings_text(home, settings_text(shutdownGraceSeconds=2))
     home.install_fake()
     return home
 
@@ -208,7 +212,7 @@ def test_crash_after_spawn_with_a_slow_orphan_never_doubles_the_server(
     unrecorded first one is neither (and the orphan then takes over the socket path).
     """
     figures.add("crash_points_tried")
-    write_settings(home, shutdownGraceSeconds=2)
+    write_settings_text(home, settings_text(shutdownGraceSeconds=2))
     home.install_fake(startup_delay=1.5)
     crash(home, "after-spawn", "start")
     (orphan,) = app_servers_alive(home)
@@ -282,7 +286,7 @@ def test_crash_after_sigterm_to_a_server_ignoring_it_is_finished_by_the_next_sto
     home: Home, figures: Figures
 ) -> None:
     figures.add("crash_points_tried")
-    write_settings(home, shutdownGraceSeconds=1)
+    write_settings_text(home, settings_text(shutdownGraceSeconds=1))
     home.install_fake(ignore_sigterm=True)
     pid = ok(home.run("start"))["pid"]
     crash(home, "after-sigterm", "stop")
@@ -302,7 +306,7 @@ def test_crash_after_sigterm_to_a_server_ignoring_it_is_finished_by_the_next_sto
 
 def test_crash_after_settings_tmp_keeps_the_old_settings(home: Home, figures: Figures) -> None:
     figures.add("crash_points_tried")
-    before = write_settings(home)
+    before = write_settings_text(home, settings_text())
     home.install_fake()
     crash(home, "after-settings-tmp", "enable-remote-control")
     assert Path(home.paths.settings).read_bytes() == before, "settings.json must be untouched"
@@ -328,7 +332,7 @@ def test_crash_after_settings_tmp_keeps_the_old_settings(home: Home, figures: Fi
 
 def test_crash_after_settings_tmp_during_bootstrap(home: Home, figures: Figures) -> None:
     figures.add("crash_points_tried")
-    before = write_settings(home)
+    before = write_settings_text(home, settings_text())
     home.install_fake()
     crash(home, "after-settings-tmp", "bootstrap", "--remote-control")
     assert Path(home.paths.settings).read_bytes() == before

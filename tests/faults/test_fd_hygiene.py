@@ -22,7 +22,14 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.faults.figures import Figures
-from tests.harness import UPDATER_OFF, Result, app_servers_alive, marked_pids, wait_for
+from tests.harness import (
+    UPDATER_OFF,
+    Result,
+    app_servers_alive,
+    marked_pids,
+    wait_for,
+    write_settings,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Set as AbstractSet
@@ -46,15 +53,6 @@ LEAKY_ENV = {
 @pytest.fixture
 def figures(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Figures:
     return Figures.for_test(tmp_path_factory, request)
-
-
-def write_settings(home: Home, **settings: object) -> None:
-    os.makedirs(home.paths.state_dir, mode=0o700, exist_ok=True)
-    path = Path(home.paths.settings)
-    value: dict[str, object] = dict(UPDATER_OFF)
-    value.update(settings)
-    path.write_text(json.dumps(value))
-    path.chmod(0o600)
 
 
 def witness_path(home: Home) -> Path:
@@ -156,7 +154,7 @@ def run_with(
 def test_descriptors_leaked_into_the_cli_never_reach_the_server(
     home: Home, figures: Figures
 ) -> None:
-    write_settings(home)
+    write_settings(home, UPDATER_OFF)
     home.install_fake(witness=str(witness_path(home)))
     read_end, write_end = os.pipe()  # inheritable: a careless caller's descriptors
     outside = os.open(home.root / "callers-file", os.O_RDWR | os.O_CREAT, 0o600)
@@ -175,7 +173,7 @@ def test_descriptors_leaked_into_the_cli_never_reach_the_server(
 
 @pytest.mark.parametrize("command", ["restart", "enable-remote-control"])
 def test_respawns_under_held_locks_leak_nothing(home: Home, command: str, figures: Figures) -> None:
-    write_settings(home)
+    write_settings(home, UPDATER_OFF)
     home.install_fake(witness=str(witness_path(home)), children=1)
     first = home.run("start").json["pid"]
     result, pipes = run_with(home, command, env=home.env(**LEAKY_ENV))
@@ -209,7 +207,7 @@ def test_respawns_under_held_locks_leak_nothing(home: Home, command: str, figure
 def test_bootstrapped_updater_inherits_no_locks_pipes_or_activation_env(
     home: Home, figures: Figures
 ) -> None:
-    write_settings(home, updater={"autoUpdateEnabled": True})
+    write_settings(home, {**UPDATER_OFF, "updater": {"autoUpdateEnabled": True}})
     home.install_fake()
     result, pipes = run_with(home, "bootstrap", env=home.env(**LEAKY_ENV))
     assert result.json["autoUpdateEnabled"] is True, result
@@ -236,7 +234,7 @@ def test_cli_short_of_descriptors_fails_clearly_and_leaves_nothing(
     home: Home, limit: int, figures: Figures
 ) -> None:
     """EMFILE at each step of a start: a clear error, no reservation, no orphan."""
-    write_settings(home)
+    write_settings(home, UPDATER_OFF)
     home.install_fake()
     result, _ = run_with(home, "start", max_fds=limit)
     figures.add("descriptor_exhaustion_tried")

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.faults.figures import Figures
-from tests.harness import UPDATER_OFF, Result, app_servers_alive, is_alive, wait_for
+from tests.harness import UPDATER_OFF, Result, app_servers_alive, is_alive, wait_for, write_settings
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -51,17 +51,9 @@ def figures(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReq
     return Figures.for_test(tmp_path_factory, request)
 
 
-def write_settings(home: Home, **settings: object) -> bytes:
-    os.makedirs(home.paths.state_dir, mode=0o700, exist_ok=True)
-    path = Path(home.paths.settings)
-    path.write_text(json.dumps({**UPDATER_OFF, **settings}))
-    path.chmod(0o600)
-    return path.read_bytes()
-
-
 @pytest.fixture
 def fake(home: Home) -> Home:
-    write_settings(home, shutdownGraceSeconds=2)
+    write_settings(home, {**UPDATER_OFF, "shutdownGraceSeconds": 2})
     home.install_fake()
     return home
 

@@ -31,7 +31,14 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.faults.figures import Figures
-from tests.harness import UPDATER_OFF, Result, app_servers_alive, read_regular, wait_for
+from tests.harness import (
+    UPDATER_OFF,
+    Result,
+    app_servers_alive,
+    read_regular,
+    wait_for,
+    write_settings,
+)
 
 if TYPE_CHECKING:
     from tests.harness import Home
@@ -104,11 +111,8 @@ class Planted:
 
 def plant(home: Home, name: str, kind: str) -> Planted:
     """A used home (settings, an old log) with the hostile object at ``name``."""
+    write_settings(home, SETTINGS)
     state_dir = Path(home.paths.state_dir)
-    state_dir.mkdir(mode=0o700, exist_ok=True)
-    settings = state_dir / "settings.json"
-    settings.write_text(json.dumps(SETTINGS))
-    settings.chmod(0o600)
     log = state_dir / "app-server.stderr.log"
     log.write_text("an old server's log\n")
     log.chmod(0o600)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 import threading
 from dataclasses import dataclass, field
@@ -31,6 +30,16 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.faults.figures import Figures
+from tests.faults.storm import (
+    LIFECYCLE_STATUSES,
+    MUST_SUCCEED,
+    OPERATIONS,
+    WORKERS,
+    output_problem,
+    record_problem,
+    run_workers,
+    storm_seed,
+)
 from tests.harness import (
     UPDATER_OFF,
     Result,
@@ -40,9 +49,11 @@ from tests.harness import (
     start_ticks,
     try_operation_lock,
     wait_for,
+    write_settings,
 )
 
 if TYPE_CHECKING:
+    import random
     from collections.abc import Callable, Iterator
     from types import FrameType
 
@@ -50,19 +61,10 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.timeout(180)
 
-SEED = int(os.environ.get("DK_STORM_SEED", "20240607"))
-WORKERS = 4
-OPERATIONS = 60
+SEED = storm_seed(20240607)
 COMMANDS = ("start", "stop", "restart", "status", "version")
 WEIGHTS = (3, 3, 2, 1, 1)
-MUST_SUCCEED = frozenset({"start", "stop", "restart", "status"})
-STATUSES = {
-    "start": {"started", "alreadyRunning"},
-    "stop": {"stopped", "notRunning"},
-    "restart": {"restarted"},
-    "status": {"running", "starting", "notReady", "notRunning"},
-    "version": {"running"},
-}
+STATUSES = {**LIFECYCLE_STATUSES, "version": {"running"}}
 FOREIGN_BOOT_ID = "00000000-0000-4000-8000-000000000000"
 
 
@@ -74,17 +76,9 @@ def figures(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReq
     return Figures.for_test(tmp_path_factory, request)
 
 
-def write_settings(home: Home, **settings: object) -> None:
-    """settings.json with the updater off, so only the app-server is in play."""
-    os.makedirs(home.paths.state_dir, mode=0o700, exist_ok=True)
-    path = Path(home.paths.settings)
-    path.write_text(json.dumps({**UPDATER_OFF, **settings}))
-    path.chmod(0o600)
-
-
 @pytest.fixture
 def fake(home: Home) -> Home:
-    write_settings(home, shutdownGraceSeconds=5)
+    write_settings(home, {**UPDATER_OFF, "shutdownGraceSeconds": 5})
     home.install_fake(startup_delay=0.02)
     return home
 
@@ -127,25 +121,11 @@ class Storm:
         self.checks += 1
         if "Traceback" in result.stderr:
             self.fail(f"{command}: traceback: {result.stderr}")
-        if result.returncode == 0:
-            lines = result.stdout.splitlines()
-            if len(lines) != 1:
-                self.fail(f"{command}: expected one JSON line, got {result.stdout!r}")
-                return
-            try:
-                value = json.loads(lines[0])
-            except ValueError:
-                self.fail(f"{command}: stdout is not JSON: {result.stdout!r}")
-                return
-            if not isinstance(value, dict) or value.get("status") not in STATUSES[command]:
-                self.fail(f"{command}: unexpected output {value!r}")
-        elif result.returncode == 1:
-            if result.stdout != "" or not result.stderr.startswith("Error: "):
-                self.fail(f"{command}: malformed error: {result!r}")
-            elif command in MUST_SUCCEED:
-                self.fail(f"{command} failed: {result.stderr!r}")
-        else:
-            self.fail(f"{command}: exit {result.returncode}: {result!r}")
+        problem = output_problem(command, result, STATUSES)
+        if problem is not None:
+            self.fail(problem)
+        elif result.returncode == 1 and command in MUST_SUCCEED:
+            self.fail(f"{command} failed: {result.stderr!r}")
 
     def check_state(self, rng: random.Random) -> None:
         """The invariants; the strict ones only while no lifecycle command runs."""
@@ -175,44 +155,22 @@ class Storm:
                     self.plants += 1
                     self.log.append("planted a forged record")
             return
-        try:
-            record = json.loads(raw)
-            identity = record["processIdentity"]
-            pid = record["pid"]
-        except (ValueError, KeyError, TypeError):
-            self.fail(f"the record is not a complete record: {raw!r}")
-            return
-        if servers != [pid]:
-            self.fail(f"the record names {pid}, the live app-servers are {servers}")
-            return
-        try:
-            seen = (boot_id(), start_ticks(pid))
-        except OSError:
-            self.fail(f"the recorded server {pid} vanished")
-            return
-        if (identity.get("bootId"), identity.get("startTicks")) != seen:
-            self.fail(f"the record's identity {identity} is not /proc's {seen}")
+        problem = record_problem(raw, servers)
+        if problem is not None:
+            self.fail(problem)
 
 
 def run_storm(storm: Storm, workers: int, operations: int) -> None:
-    def worker(index: int) -> None:
-        rng = random.Random(f"{storm.seed}-{index}")
-        for _ in range(operations // workers):
-            if storm.failures:
-                return
-            command = rng.choices(COMMANDS, WEIGHTS)[0]
-            result = storm.home.run(command)
-            with storm.lock:
-                storm.operations += 1
-                storm.log.append(f"w{index}:{command}->{result.returncode}")
-                storm.check_result(command, result)
-            storm.check_state(rng)
+    def step(index: int, rng: random.Random) -> None:
+        command = rng.choices(COMMANDS, WEIGHTS)[0]
+        result = storm.home.run(command)
+        with storm.lock:
+            storm.operations += 1
+            storm.log.append(f"w{index}:{command}->{result.returncode}")
+            storm.check_result(command, result)
+        storm.check_state(rng)
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(workers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_workers(str(storm.seed), workers, operations, storm.failures, step)
     assert storm.failures == [], "\n".join(storm.failures)
 
 

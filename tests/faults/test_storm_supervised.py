@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import re
 import signal
 import subprocess
@@ -28,43 +27,44 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.faults.storm import (
+    LIFECYCLE_STATUSES,
+    MUST_SUCCEED,
+    OPERATIONS,
+    WORKERS,
+    kill_recorded_server,
+    output_problem,
+    record_problem,
+    run_workers,
+    storm_seed,
+)
 from tests.harness import (
     SUPERVISION_ONLY,
     Result,
     app_servers_alive,
-    boot_id,
     cmdline,
     holds_for,
     is_alive,
     read_regular,
     real_codex_binary,
     scheduled_updater,
-    start_ticks,
     try_operation_lock,
     wait_for,
     write_settings,
 )
 
 if TYPE_CHECKING:
+    import random
     from pathlib import Path
 
     from tests.harness import Home
 
 pytestmark = pytest.mark.timeout(240)
 
-SEED = int(os.environ.get("DK_STORM_SEED", "20261204"))
-WORKERS = 4
-OPERATIONS = 60
+SEED = storm_seed(20261204)
 COMMANDS = ("start", "stop", "restart", "status", "version", "kill", "rust-stop")
 WEIGHTS = (3, 2, 2, 1, 1, 3, 1)
-MUST_SUCCEED = frozenset({"start", "stop", "restart", "status"})
-STATUSES = {
-    "start": {"started", "alreadyRunning"},
-    "stop": {"stopped", "notRunning"},
-    "restart": {"restarted"},
-    "status": {"running", "starting", "notReady", "notRunning"},
-    "version": {"running"},
-}
+STATUSES = {**LIFECYCLE_STATUSES, "version": {"running"}}
 
 
 def servers_alive(home: Home) -> list[int]:
@@ -96,13 +96,9 @@ class Storm:
         self.failures.append(f"{message} (seed {self.seed}; last ops: {self.log[-8:]})")
 
     def kill(self) -> str:
-        pid = recorded_pid(self.home)
-        if pid is None or not self.home.carries_mark(pid):
+        pid = kill_recorded_server(self.home)
+        if pid is None:
             return "nothing to kill"
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            return "already gone"
         self.killed.add(pid)
         return f"killed {pid}"
 
@@ -125,13 +121,14 @@ class Storm:
             if result.returncode != 0:
                 self.fail(f"rust stop failed: {result!r}")
             return
-        if result.returncode == 0:
-            value = json.loads(result.stdout)
-            if value.get("status") not in STATUSES[command]:
-                self.fail(f"{command}: unexpected output {value!r}")
-        elif result.returncode != 1 or result.stdout or not result.stderr.startswith("Error: "):
-            self.fail(f"{command}: malformed result {result!r}")
-        elif command in MUST_SUCCEED and not self._killed_under_it(result.stderr):
+        problem = output_problem(command, result, STATUSES)
+        if problem is not None:
+            self.fail(problem)
+        elif (
+            result.returncode == 1
+            and command in MUST_SUCCEED
+            and not self._killed_under_it(result.stderr)
+        ):
             self.fail(f"{command} failed: {result.stderr!r}")
 
     def _killed_under_it(self, stderr: str) -> bool:
@@ -148,51 +145,36 @@ class Storm:
             if not quiet:
                 return
             servers = servers_alive(self.home)
-            pid = recorded_pid(self.home)
-            if pid is None or pid not in servers:
-                # No record, or one whose server was just killed and is dead or dying
-                # (the supervisor's to handle): no other server may run meanwhile.
+            raw = read_regular(self.home.paths.app_server.record)
+            if not raw:
                 if servers:
-                    self.fail(f"app-servers {servers} run without a live record ({pid})")
+                    self.fail(f"app-servers {servers} run without a record")
                 return
-            if servers != [pid]:
-                self.fail(f"the record names {pid}, the live app-servers are {servers}")
-                return
-            record = json.loads(read_regular(self.home.paths.app_server.record) or b"{}")
-            identity = record.get("processIdentity", {})
-            if (identity.get("bootId"), identity.get("startTicks")) != (
-                boot_id(),
-                start_ticks(pid),
-            ):
-                self.fail(f"the record's identity {identity} is not /proc's")
+            # A record whose server was just killed, dead or dying, is the supervisor's
+            # to handle: no other server may run meanwhile.
+            problem = record_problem(raw, servers, killed_ok=True)
+            if problem is not None:
+                self.fail(problem)
 
 
 def run_storm(storm: Storm) -> None:
     commands = COMMANDS if storm.rust is not None else COMMANDS[:-1]
     weights = WEIGHTS[: len(commands)]
 
-    def worker(index: int) -> None:
-        rng = random.Random(f"{storm.seed}-{index}")
-        for _ in range(OPERATIONS // WORKERS):
-            if storm.failures:
-                return
-            command = rng.choices(commands, weights)[0]
-            if command == "kill":
-                with storm.lock:
-                    storm.log.append(f"w{index}:{storm.kill()}")
-            else:
-                result = storm.rust_stop() if command == "rust-stop" else storm.home.run(command)
-                with storm.lock:
-                    storm.log.append(f"w{index}:{command}->{result.returncode}")
-                    storm.check_result(command, result)
+    def step(index: int, rng: random.Random) -> None:
+        command = rng.choices(commands, weights)[0]
+        if command == "kill":
             with storm.lock:
-                storm.check_state()
+                storm.log.append(f"w{index}:{storm.kill()}")
+        else:
+            result = storm.rust_stop() if command == "rust-stop" else storm.home.run(command)
+            with storm.lock:
+                storm.log.append(f"w{index}:{command}->{result.returncode}")
+                storm.check_result(command, result)
+        with storm.lock:
+            storm.check_state()
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(WORKERS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_workers(str(storm.seed), WORKERS, OPERATIONS, storm.failures, step)
     assert storm.failures == [], "\n".join(storm.failures)
 
 

@@ -36,20 +36,26 @@ from __future__ import annotations
 import http.server
 import json
 import os
-import random
-import signal
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.faults.figures import Figures
+from tests.faults.storm import (
+    LIFECYCLE_STATUSES,
+    OPERATIONS,
+    WORKERS,
+    kill_recorded_server,
+    output_problem,
+    record_problem,
+    run_workers,
+    storm_seed,
+)
 from tests.harness import (
     Result,
-    boot_id,
     cmdline,
     marked_pids,
     read_regular,
@@ -57,28 +63,22 @@ from tests.harness import (
     stat_fields,
     try_operation_lock,
     wait_for,
+    write_settings,
 )
 from tests.updates import install_script, stage_payload
 
 if TYPE_CHECKING:
+    import random
     from collections.abc import Iterator
 
     from tests.harness import Home
 
 pytestmark = pytest.mark.timeout(150)
 
-SEED = int(os.environ.get("DK_STORM_SEED", "20240607"))
-WORKERS = 4
-OPERATIONS = 60
+SEED = storm_seed(20240607)
 COMMANDS = ("start", "stop", "restart", "status", "update")
 WEIGHTS = (3, 2, 2, 1, 3)
-STATUSES = {
-    "start": {"started", "alreadyRunning"},
-    "stop": {"stopped", "notRunning"},
-    "restart": {"restarted"},
-    "status": {"running", "starting", "notReady", "notRunning"},
-    "update": {"updated", "noUpdate"},
-}
+STATUSES = {**LIFECYCLE_STATUSES, "update": {"updated", "noUpdate"}}
 TIME_SCALE = "0.005"  # first cycle 1.5 s after the updater starts, then one every 0.3 s
 LAST_MINOR = 6  # releases 1.0.0 .. 1.0.6
 # An updater seen alive without a record may be between removing its record and exiting.
@@ -157,9 +157,7 @@ def storm_home(home: Home) -> Iterator[tuple[Home, AlternatingScripts]]:
             "updateIntervalMinutes": 1,
         },
     }
-    os.makedirs(home.paths.state_dir, mode=0o700, exist_ok=True)
-    Path(home.paths.settings).write_text(json.dumps(settings))
-    os.chmod(home.paths.settings, 0o600)
+    write_settings(home, settings)
     home.extra_env["CODEX_DAEMONKIT_TEST_HOOKS"] = "1"
     home.extra_env["CODEX_DAEMONKIT_TIME_SCALE"] = TIME_SCALE
     try:
@@ -226,14 +224,9 @@ class Storm:
         self.failures.append(f"{message} (seed {self.seed}; last ops: {self.log[-8:]})")
 
     def kill(self) -> str:
-        raw = read_regular(self.home.paths.app_server.record)
-        pid = json.loads(raw)["pid"] if raw else None
-        if not isinstance(pid, int) or not self.home.carries_mark(pid):
+        pid = kill_recorded_server(self.home)
+        if pid is None:
             return "nothing to kill"
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            return "already gone"
         self.kill_times.append(time.monotonic())
         return f"killed {pid}"
 
@@ -244,31 +237,17 @@ class Storm:
         self.checks += 1
         if "Traceback" in result.stderr:
             self.fail(f"{command}: traceback: {result.stderr}")
-        if result.returncode == 0:
-            lines = result.stdout.splitlines()
-            if len(lines) != 1:
-                self.fail(f"{command}: expected one JSON line, got {result.stdout!r}")
-                return
-            try:
-                value = json.loads(lines[0])
-            except ValueError:
-                self.fail(f"{command}: stdout is not JSON: {result.stdout!r}")
-                return
-            status = value.get("status") if isinstance(value, dict) else None
-            if status not in STATUSES[command]:
-                self.fail(f"{command}: unexpected output {value!r}")
-            key = f"{command}:{status}"
+        problem = output_problem(command, result, STATUSES)
+        if problem is not None:
+            self.fail(problem)
+        elif result.returncode == 0:
+            key = f"{command}:{json.loads(result.stdout)['status']}"
             self.outcomes[key] = self.outcomes.get(key, 0) + 1
-        elif result.returncode == 1:
-            if result.stdout != "" or not result.stderr.startswith("Error: "):
-                self.fail(f"{command}: malformed error: {result!r}")
-            elif killed:
-                key = f"{command}:failedUnderAKill"
-                self.outcomes[key] = self.outcomes.get(key, 0) + 1
-            else:
-                self.fail(f"{command} failed: {result.stderr!r}")
+        elif killed:
+            key = f"{command}:failedUnderAKill"
+            self.outcomes[key] = self.outcomes.get(key, 0) + 1
         else:
-            self.fail(f"{command}: exit {result.returncode}: {result!r}")
+            self.fail(f"{command} failed: {result.stderr!r}")
 
     def check_state(self) -> None:
         with self.lock:
@@ -293,29 +272,9 @@ class Storm:
             if servers:
                 self.fail(f"app-servers {servers} run without a record")
             return
-        try:
-            record = json.loads(raw)
-            identity = record["processIdentity"]
-            pid = record["pid"]
-        except (ValueError, KeyError, TypeError):
-            self.fail(f"the app-server record is not a complete record: {raw!r}")
-            return
-        if self.kills and pid not in servers:
-            # A killed server's record, not yet dealt with by the supervisor: nothing
-            # else may run meanwhile.
-            if servers:
-                self.fail(f"app-servers {servers} run next to a dead recorded {pid}")
-            return
-        if servers != [pid]:
-            self.fail(f"the record names {pid}, the live app-servers are {servers}")
-            return
-        try:
-            seen = (boot_id(), start_ticks(pid))
-        except OSError:
-            self.fail(f"the recorded server {pid} vanished")
-            return
-        if (identity.get("bootId"), identity.get("startTicks")) != seen:
-            self.fail(f"the record's identity {identity} is not /proc's {seen}")
+        problem = record_problem(raw, servers, killed_ok=self.kills)
+        if problem is not None:
+            self.fail(problem)
 
     def _check_updater_record(self) -> None:
         """The updater record is not under daemon.lock: `update` spawns without it."""
@@ -355,36 +314,28 @@ class Storm:
 
 
 def run_storm(storm: Storm) -> None:
-    def worker(index: int) -> None:
-        rng = random.Random(f"{storm.seed}-update-{index}")
-        for _ in range(OPERATIONS // WORKERS):
-            if storm.failures:
-                return
-            if storm.kills:
-                command = rng.choices((*COMMANDS, "kill"), (*WEIGHTS, 2))[0]
-            else:
-                command = rng.choices(COMMANDS, WEIGHTS)[0]
-            if command == "kill":
-                with storm.lock:
-                    storm.operations += 1
-                    storm.log.append(f"w{index}:{storm.kill()}")
-                storm.check_state()
-                continue
-            args = ("update", "--yes") if command == "update" else (command,)
-            began = time.monotonic()
-            result = storm.home.run(*args)
+    def step(index: int, rng: random.Random) -> None:
+        if storm.kills:
+            command = rng.choices((*COMMANDS, "kill"), (*WEIGHTS, 2))[0]
+        else:
+            command = rng.choices(COMMANDS, WEIGHTS)[0]
+        if command == "kill":
             with storm.lock:
                 storm.operations += 1
-                storm.log.append(f"w{index}:{command}->{result.returncode}")
-                killed = storm.killed_during(began, time.monotonic())
-                storm.check_result(command, result, killed=killed)
+                storm.log.append(f"w{index}:{storm.kill()}")
             storm.check_state()
+            return
+        args = ("update", "--yes") if command == "update" else (command,)
+        began = time.monotonic()
+        result = storm.home.run(*args)
+        with storm.lock:
+            storm.operations += 1
+            storm.log.append(f"w{index}:{command}->{result.returncode}")
+            killed = storm.killed_during(began, time.monotonic())
+            storm.check_result(command, result, killed=killed)
+        storm.check_state()
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(WORKERS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_workers(f"{storm.seed}-update", WORKERS, OPERATIONS, storm.failures, step)
 
 
 # -- the storm --------------------------------------------------------------------------------

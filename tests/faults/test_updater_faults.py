@@ -43,6 +43,7 @@ from tests.harness import (
     start_ticks,
     updater_pid,
     wait_for,
+    write_settings,
 )
 from tests.updates import ScriptServer, install_script, release_dir, stage_payload
 
@@ -84,8 +85,7 @@ def configure(home: Home, server: ScriptServer, *, auto_update: bool) -> None:
         # Without updates, no supervision either: no updater until `update` spawns one.
         "supervisor": {"restartOnExit": auto_update},
     }
-    Path(home.paths.state_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
-    Path(home.paths.settings).write_text(json.dumps(settings))
+    write_settings(home, settings)
 
 
 # -- observing the home -----------------------------------------------------------------------

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from daemonkit import __version__
-from tests.harness import Result, is_alive
+from tests.harness import Result, is_alive, write_settings_text
 
 if TYPE_CHECKING:
     from tests.harness import Home
@@ -327,9 +327,7 @@ def test_stdout_closed_is_an_error(home: Home) -> None:
 def test_stderr_that_cannot_be_written_fails_the_command_quietly(home: Home, stream: str) -> None:
     # The warning about the bad settings cannot be written; neither can the error, so
     # the exit code alone says the command failed, and stdout stays empty.
-    os.makedirs(home.paths.state_dir, mode=0o700)
-    with open(home.paths.settings, "w") as settings:
-        settings.write("not json")
+    write_settings_text(home, "not json")
     if stream == "full":
         with open("/dev/full", "wb") as full:
             result = run_with_streams(home, "stop", stdout=subprocess.PIPE, stderr=full.fileno())

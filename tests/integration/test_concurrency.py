@@ -20,7 +20,7 @@ import pytest
 
 from daemonkit.lifecycle import Daemon
 from daemonkit.output import LifecycleStatus
-from tests.harness import UPDATER_OFF, Result, app_servers_alive, is_alive, wait_for
+from tests.harness import UPDATER_OFF, Result, app_servers_alive, is_alive, wait_for, write_settings
 
 if TYPE_CHECKING:
     from tests.harness import Home
@@ -32,14 +32,6 @@ CYCLES = 20
 
 
 # -- helpers ---------------------------------------------------------------------------
-
-
-def write_settings(home: Home, **settings: object) -> None:
-    """settings.json with the updater off, so only the app-server is in play."""
-    os.makedirs(home.paths.state_dir, mode=0o700, exist_ok=True)
-    path = Path(home.paths.settings)
-    path.write_text(json.dumps({**UPDATER_OFF, **settings}))
-    path.chmod(0o600)
 
 
 def finish(process: subprocess.Popen[bytes], timeout: float = 60) -> Result:
@@ -87,7 +79,7 @@ def zombie_children() -> list[int]:
 
 @pytest.fixture
 def fake(home: Home) -> Home:
-    write_settings(home)
+    write_settings(home, UPDATER_OFF)
     home.install_fake()
     return home
 
@@ -171,7 +163,7 @@ def test_rapid_stop_start_cycles_leak_nothing(fake: Home) -> None:
 
 
 def test_read_only_commands_ignore_a_held_operation_lock(fake: Home) -> None:
-    write_settings(fake, shutdownGraceSeconds=0)
+    write_settings(fake, {**UPDATER_OFF, "shutdownGraceSeconds": 0})
     pid = fake.run("start").json["pid"]
     lock = fake.paths.operation_lock
     # Its own session, so the holder and its sleep child go together.
@@ -198,7 +190,7 @@ def test_read_only_commands_ignore_a_held_operation_lock(fake: Home) -> None:
 
 
 def test_sigterm_during_readiness_wait_leaves_a_recorded_server(home: Home) -> None:
-    write_settings(home)
+    write_settings(home, UPDATER_OFF)
     witness = home.root / "witness.jsonl"
     home.install_fake(startup_delay=3.0, witness=str(witness))
     start = home.popen("start")

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from daemonkit import __version__
-from tests.harness import Result, is_alive
+from tests.harness import Result, is_alive, write_settings_text
 from tests.updates import put_fake_npm_on_path
 
 if TYPE_CHECKING:
@@ -79,11 +79,6 @@ def refusal(path: str, reason: str) -> str:
 def make_state_dir(home: Home) -> str:
     os.makedirs(home.paths.state_dir, mode=0o700, exist_ok=True)
     return home.paths.state_dir
-
-
-def write_settings(home: Home, text: str) -> None:
-    make_state_dir(home)
-    Path(home.paths.settings).write_text(text)
 
 
 def run_with_umask(home: Home, mask: int, *args: str) -> Result:
@@ -244,7 +239,7 @@ def lenient_warning(home: Home, message: str) -> str:
 @pytest.mark.parametrize("case", sorted(BAD_SETTINGS))
 def test_strict_commands_fail_on_bad_settings(fake_home: Home, case: str, command: str) -> None:
     text, message, cause = BAD_SETTINGS[case]
-    write_settings(fake_home, text)
+    write_settings_text(fake_home, text)
     result = fake_home.run(command)
     assert_settings_error(fake_home, result, message, cause)
     assert fake_home.record() is None
@@ -255,7 +250,7 @@ def test_strict_commands_fail_on_bad_settings(fake_home: Home, case: str, comman
 @pytest.mark.parametrize("case", sorted(MORE_BAD_SETTINGS))
 def test_start_fails_on_each_kind_of_bad_setting(fake_home: Home, case: str) -> None:
     text, message, cause = MORE_BAD_SETTINGS[case]
-    write_settings(fake_home, text)
+    write_settings_text(fake_home, text)
     assert_settings_error(fake_home, fake_home.run("start"), message, cause)
     assert fake_home.record() is None
 
@@ -265,7 +260,7 @@ def test_stop_and_status_work_with_bad_settings(fake_home: Home, case: str) -> N
     pid = fake_home.run("start").json["pid"]
     assert isinstance(pid, int)
     text, message, cause = BAD_SETTINGS[case]
-    write_settings(fake_home, text)
+    write_settings_text(fake_home, text)
     settings = fake_home.paths.settings
     warning = lenient_warning(fake_home, message)
     prefix = f"warning: {warning}"
@@ -303,7 +298,7 @@ def test_valid_settings_are_accepted_and_never_rewritten(fake_home: Home) -> Non
         ' "channel": "npm", "installScriptUrl": "http://127.0.0.1:9/install.sh"},'
         ' "supervisor": {"restartOnExit": false, "healthCheckIntervalSeconds": 3600}}'
     )
-    write_settings(fake_home, text)
+    write_settings_text(fake_home, text)
     assert fake_home.run("start").json["status"] == "started"
     report = fake_home.run("status").json
     assert report["warnings"] == []

@@ -29,6 +29,7 @@ from tests.harness import (
     scheduled_updater,
     start_ticks,
     wait_for,
+    write_settings,
 )
 
 if TYPE_CHECKING:
@@ -44,14 +45,6 @@ FOREIGN_BOOT_ID = "00000000-0000-4000-8000-000000000000"
 
 
 # -- helpers ---------------------------------------------------------------------------
-
-
-def write_settings(home: Home, **settings: object) -> None:
-    """settings.json with the updater off, so only the app-server is in play."""
-    os.makedirs(home.paths.state_dir, mode=0o700, exist_ok=True)
-    path = Path(home.paths.settings)
-    path.write_text(json.dumps({**UPDATER_OFF, **settings}))
-    path.chmod(0o600)
 
 
 def write_record(home: Home, raw: bytes) -> None:
@@ -125,7 +118,7 @@ def kill_and_wait(pid: int) -> None:
 
 @pytest.fixture
 def fake(home: Home) -> Home:
-    write_settings(home)
+    write_settings(home, UPDATER_OFF)
     home.install_fake()
     return home
 
@@ -512,7 +505,7 @@ def test_legacy_updater_record_of_a_process_that_is_no_updater_is_stale(
 ) -> None:
     # With auto-update off, `start` stops an active updater; with it on, it spawns one
     # only if none is active. Either way the record below must not count as an updater.
-    write_settings(home, updater={"autoUpdateEnabled": auto_update})
+    write_settings(home, {**UPDATER_OFF, "updater": {"autoUpdateEnabled": auto_update}})
     home.install_fake()
     sleeper = home.spawn_marked(["sleep", "30"])
     ticks = start_ticks(sleeper.pid)
@@ -536,7 +529,7 @@ def test_legacy_updater_record_of_a_process_that_is_no_updater_is_stale(
 
 
 def test_legacy_updater_record_of_the_updater_is_promoted_once_and_stops_it(home: Home) -> None:
-    write_settings(home, updater={"autoUpdateEnabled": True})
+    write_settings(home, {**UPDATER_OFF, "updater": {"autoUpdateEnabled": True}})
     home.install_fake()
     assert home.run("start").json["status"] == "started"
     pid = scheduled_updater(home)
@@ -561,7 +554,7 @@ def test_legacy_updater_record_of_the_updater_is_promoted_once_and_stops_it(home
 
     # With auto-update off, `start` stops the updater its legacy record names.
     Path(home.paths.updater.record).write_bytes(raw)
-    write_settings(home, updater={"autoUpdateEnabled": False})
+    write_settings(home, {**UPDATER_OFF, "updater": {"autoUpdateEnabled": False}})
     assert home.run("start").json["status"] == "alreadyRunning"
     wait_for(lambda: not is_alive(pid), what="the legacy-recorded updater to exit")
     assert updater_record_bytes(home) is None

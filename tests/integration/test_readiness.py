@@ -11,12 +11,11 @@ import json
 import os
 import subprocess
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.harness import UPDATER_OFF, app_servers_alive, is_alive
+from tests.harness import UPDATER_OFF, app_servers_alive, is_alive, write_settings
 
 if TYPE_CHECKING:
     from tests.harness import Home
@@ -27,17 +26,9 @@ READY_DEADLINE_S = 10.0
 SLACK_S = 8.0  # the failed-start stop (2 s grace), two --version runs, a loaded machine
 
 
-def write_settings(home: Home, **settings: object) -> None:
-    """settings.json with the updater off, so only the app-server is in play."""
-    os.makedirs(home.paths.state_dir, mode=0o700, exist_ok=True)
-    path = Path(home.paths.settings)
-    path.write_text(json.dumps({**UPDATER_OFF, **settings}))
-    path.chmod(0o600)
-
-
 def install(home: Home, **fake_config: object) -> str:
     """Install the fake with a witness; return its canonical path."""
-    write_settings(home)
+    write_settings(home, UPDATER_OFF)
     release = home.install_fake(
         "1.0.0", current=True, witness=str(home.root / "witness.jsonl"), **fake_config
     )

@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -28,10 +27,12 @@ from tests.harness import (
     scheduled_updater,
     updater_pid,
     wait_for,
+    write_settings_text,
 )
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from pathlib import Path
 
     from tests.harness import Home
 
@@ -118,12 +119,9 @@ def assert_server_mode(home: Home, pid: int, *, remote_control: bool) -> None:
     assert seen["remote_control"] is remote_control
 
 
-def write_settings(home: Home, settings: Mapping[str, object]) -> bytes:
+def compact(settings: Mapping[str, object]) -> str:
     """settings.json as a client might have left it: compact, not the kit's format."""
-    Path(home.paths.state_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
-    data = json.dumps(settings, separators=(",", ":")).encode()
-    Path(home.paths.settings).write_bytes(data)
-    return data
+    return json.dumps(settings, separators=(",", ":"))
 
 
 def settings_bytes(home: Home) -> bytes | None:
@@ -185,7 +183,7 @@ def test_remote_control_really_turns_on_and_off(
     leaves remote control `disabled`, and older binaries reject the newer flags.
     """
     home.install_fake(version, witness=str(home.root / "witness.jsonl"))
-    write_settings(home, {"updater": {"autoUpdateEnabled": False}})
+    write_settings_text(home, compact({"updater": {"autoUpdateEnabled": False}}))
     canonical = os.path.realpath(home.paths.managed_bin_candidates[0])
 
     assert home.run("bootstrap", "--remote-control").json["remoteControlEnabled"] is True
@@ -216,7 +214,7 @@ def test_bootstrap_spawns_server_and_updater_and_merges_settings(
     home: Home, remote_control: bool
 ) -> None:
     install(home)
-    write_settings(home, PRE_EXISTING)
+    write_settings_text(home, compact(PRE_EXISTING))
     args = ["bootstrap", "--remote-control"] if remote_control else ["bootstrap"]
 
     result = home.run(*args, env=caller_env(home))
@@ -253,7 +251,7 @@ def test_bootstrap_spawns_server_and_updater_and_merges_settings(
 
 def test_bootstrap_keeps_the_position_of_an_existing_remote_control_key(home: Home) -> None:
     install(home)
-    write_settings(home, {"remoteControlEnabled": False, **PRE_EXISTING})
+    write_settings_text(home, compact({"remoteControlEnabled": False, **PRE_EXISTING}))
     assert home.run("bootstrap", "--remote-control").json["remoteControlEnabled"] is True
     assert settings_bytes(home) == kit_settings({"remoteControlEnabled": True, **PRE_EXISTING})
 
@@ -261,7 +259,7 @@ def test_bootstrap_keeps_the_position_of_an_existing_remote_control_key(home: Ho
 def test_bootstrap_with_updates_and_supervision_off_starts_no_updater(home: Home) -> None:
     install(home)
     settings = {"updater": {"autoUpdateEnabled": False}, "supervisor": {"restartOnExit": False}}
-    write_settings(home, settings)
+    write_settings_text(home, compact(settings))
 
     output = home.run("bootstrap").json
 
@@ -340,7 +338,7 @@ def test_remote_control_mode_switch(home: Home, enable: bool, changed: bool, run
     install(home)
     before = not enable if changed else enable
     settings = {**PRE_EXISTING, "remoteControlEnabled": before}
-    written = write_settings(home, settings)
+    written = write_settings_text(home, compact(settings))
     old_pid = start(home) if running else None
     old_updater = scheduled_updater(home) if running else None
     intent = desired_state(home)
@@ -403,7 +401,7 @@ def test_remote_control_mode_switch(home: Home, enable: bool, changed: bool, run
 
 def test_rpc_initialize_carries_the_remote_control_capabilities(home: Home) -> None:
     install(home)
-    write_settings(home, {"remoteControlEnabled": True})
+    write_settings_text(home, compact({"remoteControlEnabled": True}))
     pid = start(home)
     assert home.run("enable-remote-control").json["status"] == "alreadyEnabled"
     requests = [e for e in witness(home) if e["event"] == "request" and e["pid"] == pid]
@@ -432,7 +430,7 @@ def test_rpc_initialize_carries_the_remote_control_capabilities(home: Home) -> N
 
 def test_enable_retries_without_params_when_the_server_rejects_them(home: Home) -> None:
     install(home, remote_control_params_rejected=True)
-    write_settings(home, {"remoteControlEnabled": True})
+    write_settings_text(home, compact({"remoteControlEnabled": True}))
     pid = start(home)
 
     result = home.run("enable-remote-control")
@@ -447,7 +445,7 @@ def test_enable_retries_without_params_when_the_server_rejects_them(home: Home) 
 
 def test_disable_with_rejected_params_warns_and_succeeds(home: Home) -> None:
     install(home, remote_control_params_rejected=True)
-    write_settings(home, {"remoteControlEnabled": False})
+    write_settings_text(home, compact({"remoteControlEnabled": False}))
     pid = start(home)
 
     result = home.run("disable-remote-control")
@@ -463,7 +461,7 @@ def test_disable_with_rejected_params_warns_and_succeeds(home: Home) -> None:
 def test_enable_waits_while_the_server_is_connecting(home: Home) -> None:
     # The fake answers `connecting` and reports `connected` one second later.
     install(home, remote_control_connect_delay=CONNECT_DELAY_S)
-    write_settings(home, {"remoteControlEnabled": True})
+    write_settings_text(home, compact({"remoteControlEnabled": True}))
     pid = start(home)
 
     began = time.monotonic()
@@ -483,15 +481,17 @@ def test_enable_waits_while_the_server_is_connecting(home: Home) -> None:
 
 def set_auto_update(home: Home, enabled: bool) -> None:
     """Updates and supervision both on or both off: an updater is wanted or not."""
-    write_settings(
+    write_settings_text(
         home,
-        {"updater": {"autoUpdateEnabled": enabled}, "supervisor": {"restartOnExit": enabled}},
+        compact(
+            {"updater": {"autoUpdateEnabled": enabled}, "supervisor": {"restartOnExit": enabled}}
+        ),
     )
 
 
 def test_bootstrap_with_updates_off_keeps_an_updater_to_supervise(home: Home) -> None:
     install(home)
-    write_settings(home, {"updater": {"autoUpdateEnabled": False}})
+    write_settings_text(home, compact({"updater": {"autoUpdateEnabled": False}}))
 
     output = home.run("bootstrap").json
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.harness import UPDATER_OFF, start_ticks, wait_for
+from tests.harness import UPDATER_OFF, start_ticks, wait_for, write_settings
 
 if TYPE_CHECKING:
     from tests.harness import Home
@@ -111,8 +111,7 @@ class Spawned:
 
 
 def spawn_through_scope(home: Home, script: Path, **env: str) -> Spawned:
-    os.makedirs(home.paths.state_dir, mode=0o700, exist_ok=True)
-    Path(home.paths.settings).write_text(json.dumps(UPDATER_OFF))
+    write_settings(home, UPDATER_OFF)
     done = subprocess.run(
         [sys.executable, "-c", _DRIVER, str(script)],
         env=home.env(**env),

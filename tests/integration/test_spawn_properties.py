@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.harness import UPDATER_OFF, Result
+from tests.harness import UPDATER_OFF, Result, write_settings
 
 if TYPE_CHECKING:
     from tests.harness import Home
@@ -34,14 +34,6 @@ LEAKY_ENV = {
     "CODEX_DAEMONKIT_DEBUG": "1",
     "CODEX_DAEMONKIT_SOMETHING": "for the kit only",
 }
-
-
-def write_settings(home: Home, **settings: object) -> None:
-    """settings.json with the updater off, so only the app-server is in play."""
-    os.makedirs(home.paths.state_dir, mode=0o700, exist_ok=True)
-    path = Path(home.paths.settings)
-    path.write_text(json.dumps({**UPDATER_OFF, **settings}))
-    path.chmod(0o600)
 
 
 def witness_start(home: Home, pid: int) -> dict[str, object]:
@@ -83,7 +75,7 @@ def proc_status(pid: int) -> dict[str, str]:
 
 
 def test_spawned_server_is_a_clean_detached_group_leader(home: Home) -> None:
-    write_settings(home)
+    write_settings(home, UPDATER_OFF)
     release = home.install_fake(witness=str(home.root / "witness.jsonl"))
     started = start_from_unfriendly_caller(home).json
     assert started["status"] == "started"
@@ -145,7 +137,7 @@ def test_spawned_server_is_a_clean_detached_group_leader(home: Home) -> None:
 
 
 def test_each_spawn_rotates_the_previous_log(home: Home) -> None:
-    write_settings(home)
+    write_settings(home, UPDATER_OFF)
     release = home.install_fake(stderr_text="first server")
     log = Path(home.paths.app_server.log)
     previous = Path(home.paths.app_server.previous_log)

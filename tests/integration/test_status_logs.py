@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from daemonkit import __version__
-from tests.harness import UPDATER_OFF, is_alive, wait_for
+from tests.harness import UPDATER_OFF, is_alive, wait_for, write_settings
 
 if TYPE_CHECKING:
     import subprocess
@@ -99,12 +99,6 @@ def golden(home: Home, template: str, **values: object) -> str:
     return line + "\n"
 
 
-def disable_updater(home: Home) -> None:
-    """Keep the golden lines independent of whether start spawns an updater."""
-    os.makedirs(home.paths.state_dir, mode=0o700, exist_ok=True)
-    Path(home.paths.settings).write_text(json.dumps(UPDATER_OFF))
-
-
 def status_line(home: Home) -> str:
     result = home.run("status")
     assert (result.returncode, result.stderr) == (0, ""), result
@@ -123,7 +117,8 @@ def write_log(path: str, data: bytes) -> None:
 
 
 def test_status_running_and_not_ready(fake_home: Home) -> None:
-    disable_updater(fake_home)
+    # Golden lines independent of whether start spawns an updater.
+    write_settings(fake_home, UPDATER_OFF)
     assert fake_home.run("start").json["status"] == "started"
     pid = fake_home.record_pid()
     assert pid is not None
@@ -266,7 +261,8 @@ LOGS = (
 
 
 def test_logs_after_start_and_restart(fake_home: Home) -> None:
-    disable_updater(fake_home)
+    # Golden lines independent of whether start spawns an updater.
+    write_settings(fake_home, UPDATER_OFF)
     release = fake_home.install_fake(stderr_text="server one")
     assert fake_home.run("start").json["status"] == "started"
     fake_home.configure_fake(release, stderr_text="server two")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.harness import UPDATER_OFF, is_alive, wait_for
+from tests.harness import UPDATER_OFF, is_alive, wait_for, write_settings
 
 if TYPE_CHECKING:
     from tests.harness import Home
@@ -24,14 +24,6 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.timeout(60)
 
 GENEROUS_S = 8.0  # far below the 60 s default grace, far above any grace used here
-
-
-def write_settings(home: Home, **settings: object) -> None:
-    """settings.json with the updater off, so only the app-server is in play."""
-    os.makedirs(home.paths.state_dir, mode=0o700, exist_ok=True)
-    path = Path(home.paths.settings)
-    path.write_text(json.dumps({**UPDATER_OFF, **settings}))
-    path.chmod(0o600)
 
 
 def witness_path(home: Home) -> Path:
@@ -55,7 +47,7 @@ def events(home: Home, pid: int) -> list[str]:
 
 
 def start_fake(home: Home, *, grace_s: int, **fake_config: object) -> int:
-    write_settings(home, shutdownGraceSeconds=grace_s)
+    write_settings(home, {**UPDATER_OFF, "shutdownGraceSeconds": grace_s})
     home.install_fake("1.0.0", current=True, witness=str(witness_path(home)), **fake_config)
     started = home.run("start").json
     assert started["status"] == "started"

@@ -218,7 +218,7 @@ def test_restart_on_exit_false_leaves_a_dead_server_dead(home: Home) -> None:
     write_settings(home, restartOnExit=False)
     settings = json.loads(Path(home.paths.settings).read_text())
     settings["updater"]["autoUpdateEnabled"] = True  # an updater runs, for updates only
-    Path(home.paths.settings).write_text(json.dumps(settings))
+    harness_write_settings(home, settings)
     first = home.run("start").json["pid"]
     assert isinstance(first, int)
     scheduled_updater(home)

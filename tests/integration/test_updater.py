@@ -36,6 +36,7 @@ from tests.harness import (
     read_regular,
     updater_pid,
     wait_for,
+    write_settings,
 )
 from tests.updates import ScriptServer, install_script, release_dir, stage_payload
 
@@ -53,8 +54,7 @@ EXIT_AFTER_SIGTERM_S = 2.0  # SPEC §8.9 asks for 200 ms while idle; asserted lo
 
 def configure(home: Home, server: ScriptServer, **updater: object) -> None:
     settings = {"shutdownGraceSeconds": 2, "updater": {"installScriptUrl": server.url, **updater}}
-    Path(home.paths.state_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
-    Path(home.paths.settings).write_text(json.dumps(settings))
+    write_settings(home, settings)
 
 
 def use_hooks(home: Home, scale: str | None = FAST) -> None:
@@ -796,7 +796,7 @@ def test_disabled_auto_update_stops_the_cycles_and_supervision_keeps_the_updater
     # Supervision off too: nothing is left to do, and the next wake-up ends it.
     settings = json.loads(Path(home.paths.settings).read_text())
     settings["supervisor"] = {"restartOnExit": False}
-    Path(home.paths.settings).write_text(json.dumps(settings))
+    write_settings(home, settings)
     notify_updater(home.paths)  # a wake-up, as a command gives after it started a server
     wait_for(lambda: not is_alive(updater), what="the updater to exit")
     assert updater_record(home) is None

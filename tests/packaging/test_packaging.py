@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import configparser
 import importlib.util
-import json
 import os
 import re
 import shlex
@@ -40,7 +39,7 @@ import pytest
 
 from daemonkit import __version__
 from daemonkit.cli import build_parser as build_daemon_parser
-from tests.harness import REPO, UPDATER_OFF, Result, is_alive
+from tests.harness import REPO, UPDATER_OFF, Result, is_alive, write_settings
 from updater.__main__ import build_parser as build_updater_parser
 
 if TYPE_CHECKING:
@@ -444,8 +443,7 @@ def installed_env(home: Home, **extra: str) -> dict[str, str]:
 def lifecycle_through(exe: Path, home: Home, env: dict[str, str]) -> None:
     """start, version, stop of the fake Codex through an installed ``codex-daemon``."""
     # No updater for this cycle: only the app-server's lifecycle is under test here.
-    Path(home.paths.state_dir).mkdir(mode=0o700, exist_ok=True)
-    Path(home.paths.settings).write_text(json.dumps(UPDATER_OFF))
+    write_settings(home, UPDATER_OFF)
     started = run([str(exe), "start"], env=env).json
     assert started["status"] == "started"
     assert started["cliVersion"] == __version__
