@@ -206,7 +206,23 @@ class AdoptError(DaemonError):
 
 
 class ManagedCodexError(DaemonError):
-    """The managed Codex binary is missing, cannot be resolved, or misreports its version."""
+    """The managed Codex binary is missing, cannot be resolved, or misreports its version.
+
+    ``<bin> --version`` runs through subprocess in the CLI and through ``sh`` in the
+    updater; both fail with the texts of the three constructors below.
+    """
+
+    @classmethod
+    def version_timed_out(cls, path: str) -> ManagedCodexError:
+        return cls(f"timed out running managed Codex binary {path}")
+
+    @classmethod
+    def version_not_run(cls, path: str) -> ManagedCodexError:
+        return cls(f"failed to invoke managed Codex binary {path}")
+
+    @classmethod
+    def version_exited(cls, path: str, status: str) -> ManagedCodexError:
+        return cls(f"managed Codex binary {path} exited with status {status}")
 
 
 class InstallError(DaemonError):

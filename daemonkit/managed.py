@@ -114,14 +114,11 @@ def read_codex_version(path: str, env: Mapping[str, str] | None = None) -> str:
             start_new_session=True,
         )
     except subprocess.TimeoutExpired:
-        raise ManagedCodexError(f"timed out running managed Codex binary {path}") from None
+        raise ManagedCodexError.version_timed_out(path) from None
     except OSError as exc:
-        raise ManagedCodexError(f"failed to invoke managed Codex binary {path}") from exc
+        raise ManagedCodexError.version_not_run(path) from exc
     if result.returncode != 0:
-        raise ManagedCodexError(
-            f"managed Codex binary {path} exited with status "
-            f"{render_exit_status(result.returncode)}"
-        )
+        raise ManagedCodexError.version_exited(path, render_exit_status(result.returncode))
     return parse_version_output(result.stdout, path)
 
 

@@ -37,12 +37,10 @@ def read_version_with_sh(path: str, env: Mapping[str, str]) -> str:
             _timeout=VERSION_TIMEOUT_S,
         )
     except sh.TimeoutException:
-        raise ManagedCodexError(f"timed out running managed Codex binary {path}") from None
+        raise ManagedCodexError.version_timed_out(path) from None
     except sh.ErrorReturnCode as exc:
         status = render_exit_status(int(exc.exit_code))
-        raise ManagedCodexError(
-            f"managed Codex binary {path} exited with status {status}"
-        ) from None
+        raise ManagedCodexError.version_exited(path, status) from None
     except (sh.CommandNotFound, sh.ForkException, OSError) as exc:
-        raise ManagedCodexError(f"failed to invoke managed Codex binary {path}") from exc
+        raise ManagedCodexError.version_not_run(path) from exc
     return parse_version_output(out.getvalue(), path)
