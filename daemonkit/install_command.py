@@ -6,13 +6,15 @@ import sys
 
 from daemonkit import __version__
 from daemonkit.environment import child_environment, working_directory
-from daemonkit.errors import ProbeError
+from daemonkit.errors import InstallError, ProbeError
 from daemonkit.install import install_npm, install_script, read_link
 from daemonkit.managed import managed_bin_path, versions_equal
 from daemonkit.output import InstallOutput, InstallStatus
+from daemonkit.paths import Layout
 from daemonkit.pidfile import Running, active_state
 from daemonkit.probe import probe
 from daemonkit.settings import load_settings
+from daemonkit.updater_control import dedicated_update_refusal
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -33,6 +35,12 @@ def run_install(
     usage_error: Callable[[str], NoReturn],
 ) -> InstallOutput:
     settings = load_settings(paths.settings)
+    if paths.layout is Layout.DEDICATED:
+        # An install would land in packages/standalone, which this home does not run
+        # from: the kit installs nothing in Rust's layout (SPEC §16).
+        raise InstallError(
+            f"this CODEX_HOME runs {managed_bin_path(paths)}; " + dedicated_update_refusal(paths)
+        )
     chosen = channel or settings.channel
     if chosen == "script" and version is not None:
         usage_error("the script channel cannot install a specific version; use --channel npm")

@@ -297,3 +297,16 @@ def test_a_captured_migrated_home_is_managed(home: Home) -> None:
     assert not (state / "app-server.pid").exists()
     assert home.run("stop").json["status"] == "stopped"
     home.stop_updater()
+
+
+def test_install_refuses_in_the_dedicated_layout(dedicated_home: Home) -> None:
+    """It would install into packages/standalone, which a Rust home does not run."""
+    home = dedicated_home
+    releases = sorted(os.listdir(home.paths.releases))
+    done = home.run("install", "--channel", "npm", "--version", "2.0.0")
+    assert done.returncode == 1
+    bin_path = Path(home.path) / "packages/app-server-daemon/current/bin/codex"
+    assert done.stderr.startswith(f"Error: this CODEX_HOME runs {bin_path}; the dedicated package")
+    assert "`codex app-server daemon update --from-cli`" in done.stderr
+    assert sorted(os.listdir(home.paths.releases)) == releases
+    assert not os.path.lexists(home.paths.current)
