@@ -19,7 +19,13 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from types import ModuleType
 
-__all__ = ["IdentityInBackground", "digest_kind", "executable_identity", "file_digest"]
+__all__ = [
+    "IdentityInBackground",
+    "digest_kind",
+    "executable_identity",
+    "file_digest",
+    "prepare_cache",
+]
 
 
 def _blake3() -> ModuleType | None:
@@ -142,3 +148,31 @@ class IdentityInBackground:
             }
             write_entry(self._cache_path, self._key, {**self._entry, **digests})
         return self._identity
+
+
+def prepare_cache(canonical: str, cache_path: str, version: str) -> None:
+    """Store ``version`` and the ``executableIdentity`` of a binary about to replace
+    the running server, so that the restart, whose gap clients see, finds both in the
+    cache instead of running ``--version`` and hashing ~300 MB (SPEC §8.6).
+
+    ``version`` is what ``<canonical> --version`` reported to the caller. Best effort:
+    a binary that cannot be read, or a cache that cannot be written, leaves the
+    restart to do the work as before.
+    """
+    key = file_key(canonical)
+    if key is None:
+        return
+    entry = read_entry(cache_path, key)
+    changes: dict[str, object] = {}
+    if entry.get("version") != version:
+        changes["version"] = version
+    if _cached(entry) is None:
+        try:
+            identity = executable_identity(canonical)
+        except OSError:
+            identity = None
+        if identity is not None:
+            changes["digest"] = bytes(identity.digest).hex()
+            changes["pathDigest"] = bytes(identity.path_digest).hex()
+    if changes:
+        write_entry(cache_path, key, {**entry, **changes})

@@ -38,7 +38,7 @@ from daemonkit.decisions import (
     should_reexec_updater,
     update_modes_for_identities,
 )
-from daemonkit.digest import digest_kind, file_digest
+from daemonkit.digest import digest_kind, file_digest, prepare_cache
 from daemonkit.environment import child_environment
 from daemonkit.errors import (
     DaemonError,
@@ -103,6 +103,7 @@ REAL_EFFECTS = CycleEffects(
     probe=probe,
     server_state=active_state,
     now_ms=now_ms,
+    prepare_start=prepare_cache,
 )
 
 
@@ -338,6 +339,9 @@ class Cycle:
     def _restart(
         self, settings: Settings, installed: str, canonical: str, release: str
     ) -> _Attempt:
+        # Before the old server goes: the new binary's version and identity, which the
+        # spawn needs, are looked up in the cache instead of computed in the gap.
+        self.effects.prepare_start(canonical, self.paths.binary_cache, installed)
         started = time.monotonic()
         self._count_restart()
         try:

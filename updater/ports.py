@@ -60,3 +60,6 @@ class CycleEffects:
     server_state: Callable[[PidPaths], PidState]
     # Wall-clock milliseconds: quarantine and the restart cap are kept in them.
     now_ms: Callable[[], int]
+    # daemonkit.digest.prepare_cache (binary, cache path, its version): what the
+    # restart's spawn would otherwise compute while clients wait.
+    prepare_start: Callable[[str, str, str], None]

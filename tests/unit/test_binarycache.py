@@ -61,3 +61,27 @@ def test_the_new_name_wins_over_the_old_one(tmp_path: Path, binary: str) -> None
     write_cache(tmp_path / BINARY_CACHE_NAME, binary, "1.5.0")
     cache = str(tmp_path / BINARY_CACHE_NAME)
     assert cached_codex_version(binary, {}, cache, may_write=False) == "1.5.0"
+
+
+def test_a_prepared_binary_starts_from_the_cache(tmp_path: Path, binary: str) -> None:
+    """What the updater stores before a restart is what the restart's spawn reads: the
+    version without running the binary, and its identity without hashing it."""
+    from daemonkit.digest import (  # noqa: PLC0415 - blake3 is an optional extra
+        IdentityInBackground,
+        executable_identity,
+        prepare_cache,
+    )
+
+    cache = str(tmp_path / BINARY_CACHE_NAME)
+    prepare_cache(binary, cache, "3.0.0")  # not what the binary says: proves no run
+    assert cached_codex_version(binary, {}, cache, may_write=False) == "3.0.0"
+    expected = executable_identity(binary)
+    if expected is None:
+        pytest.skip("blake3 is not installed")
+    stored = json.loads((tmp_path / BINARY_CACHE_NAME).read_text())
+    assert stored["digest"] == bytes(expected.digest).hex()
+    assert IdentityInBackground(binary, cache).result() == expected
+    # Prepared again with the same answers: nothing to write.
+    before = (tmp_path / BINARY_CACHE_NAME).stat().st_mtime_ns
+    prepare_cache(binary, cache, "3.0.0")
+    assert (tmp_path / BINARY_CACHE_NAME).stat().st_mtime_ns == before

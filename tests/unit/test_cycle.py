@@ -184,6 +184,7 @@ class Rig:
     shutdown: FakeShutdown
     state: UpdaterState = field(default_factory=UpdaterState)
     reports: list[CycleReport] = field(default_factory=list)
+    prepared: list[tuple[str, str, str, int]] = field(default_factory=list)
 
     def run(self, *, requested: bool) -> CycleReport:
         effects = CycleEffects(
@@ -192,6 +193,7 @@ class Rig:
             probe=self.server.probe,
             server_state=self.server.state,
             now_ms=lambda: NOW,
+            prepare_start=self.prepare_start,
         )
         report = run_cycle(
             paths=self.paths,
@@ -208,6 +210,11 @@ class Rig:
 
     def release_path(self, version: str) -> str:
         return os.path.join(self.paths.releases, version)
+
+    def prepare_start(self, canonical: str, cache_path: str, version: str) -> None:
+        # With how many daemon calls had been made: 0 means before the stop.
+        release = os.path.basename(os.path.dirname(canonical))
+        self.prepared.append((release, version, cache_path, len(self.daemon.calls)))
 
 
 @pytest.fixture
@@ -819,3 +826,11 @@ def test_the_cycle_is_logged_as_its_stage(
     rig.run(requested=requested)
     stages = [(line["stage"], line["outcome"]) for line in events(capsys) if "stage" in line]
     assert stages == [("restart", "succeeded"), (stage, "succeeded")]
+
+
+def test_the_new_binary_is_prepared_before_the_old_server_stops(rig: Rig) -> None:
+    """Its version and identity go into the cache while the old server still answers,
+    so the restart's spawn does not compute them in the gap clients see."""
+    rig.run(requested=True)
+    assert rig.daemon.calls == ["stop", f"spawn {NEW}"]
+    assert rig.prepared == [(NEW, NEW, rig.paths.binary_cache, 0)]
