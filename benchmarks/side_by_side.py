@@ -78,7 +78,11 @@ def make_home(binary: Path) -> Path:
     (home / "packages" / "standalone" / "current").symlink_to(release)
     state = home / "app-server-daemon"
     state.mkdir(mode=0o700)
-    (state / "settings.json").write_text('{"updater": {"autoUpdateEnabled": false}}')
+    # Both off: the kit's updater also runs to supervise (SPEC §14.1), and Rust's
+    # start spawns none with updates off.
+    (state / "settings.json").write_text(
+        '{"updater": {"autoUpdateEnabled": false}, "supervisor": {"restartOnExit": false}}'
+    )
     # A launch artifact in <S> makes Rust 0.169.0 pick the legacy standalone layout
     # (SPEC §9), the one both daemons share.
     (state / "app-server.stderr.log").touch(mode=0o600)
@@ -108,13 +112,21 @@ class Runner:
             raise SystemExit(f"{self.name} {operation} failed: {message}")
         return elapsed
 
-    def recorded_pid(self) -> int | None:
+    def recorded_pid(self, name: str = "app-server.pid") -> int | None:
         try:
-            return int(
-                json.loads((self.home / "app-server-daemon" / "app-server.pid").read_bytes())["pid"]
-            )
+            return int(json.loads((self.home / "app-server-daemon" / name).read_bytes())["pid"])
         except (OSError, ValueError, KeyError):
             return None
+
+    def kill_recorded(self) -> None:
+        """SIGKILL what this home's records name: the server, and the updater's group."""
+        for name, kill in (("app-server.pid", os.kill), ("app-server-updater.pid", os.killpg)):
+            pid = self.recorded_pid(name)
+            if pid is not None:
+                try:
+                    kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
 
 
 def median_p90(samples: list[float]) -> tuple[float, float]:
@@ -162,12 +174,7 @@ def measure_idle_updater(kit_cli: Path, binary: Path, idle_s: float) -> dict[str
         exit_ms = (time.perf_counter() - started) * 1000
         runner.timed("stop")
     finally:
-        app = runner.recorded_pid()
-        if app is not None:
-            try:
-                os.kill(app, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        runner.kill_recorded()
         shutil.rmtree(home, ignore_errors=True)
     return {"idleSeconds": idle_s, "cpuSeconds": cpu_s, "rssMiB": rss_mib, "sigtermExitMs": exit_ms}
 
@@ -227,12 +234,7 @@ def main() -> int:
             print(f"run {run + 1}/{args.runs} done", file=sys.stderr)
     finally:
         for runner in (kit, rust):
-            pid = runner.recorded_pid()
-            if pid is not None:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            runner.kill_recorded()
             shutil.rmtree(runner.home, ignore_errors=True)
     figures: dict[str, object] = {"runs": args.runs, "codexVersion": REAL_CODEX_VERSION}
     header = ("operation", "kit ms", "rust ms", "kit p90", "rust p90", "ratio")
