@@ -56,21 +56,16 @@ def refusal(socket_path: str, why: str) -> AdoptError:
     return AdoptError(f"cannot adopt the app server on {socket_path}: {why}")
 
 
-def find_listener(socket_path: str, *, dedicated_pid: int | None) -> Listener | None:
+def find_listener(socket_path: str) -> Listener | None:
     """The server that answers on ``socket_path``, checked adoptable; None if none answers.
 
-    ``dedicated_pid`` is the server the Rust dedicated layout manages, if any: never
-    ours to take. Raises ``AdoptError`` saying why a server that answers is refused.
+    Raises ``AdoptError`` saying why a server that answers is refused. A server the
+    Rust dedicated layout records never gets here: the kit manages that layout with
+    Rust's record names (SPEC §16), so ``adopt`` finds it managed already.
     """
     pid = _peer_pid(socket_path)
     if pid is None:
         return None
-    if pid == dedicated_pid:
-        raise refusal(
-            socket_path,
-            "a Codex daemon using the dedicated package layout manages it; "
-            "use codex app-server daemon",
-        )
     snapshot = _checked_process(socket_path, pid)
     try:
         info = probe(socket_path)

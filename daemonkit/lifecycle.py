@@ -21,12 +21,11 @@ from daemonkit.environment import child_environment
 from daemonkit.errors import (
     DaemonError,
     NotReadyError,
-    PidRecordError,
     ProbeError,
     UnmanagedServerError,
     describe_chain,
 )
-from daemonkit.files import ensure_state_dir, read_state_file
+from daemonkit.files import ensure_state_dir
 from daemonkit.intent import DesiredState, write_desired_state
 from daemonkit.locks import operation_lock
 from daemonkit.managed import (
@@ -37,8 +36,6 @@ from daemonkit.managed import (
 )
 from daemonkit.output import LifecycleOutput, LifecycleStatus
 from daemonkit.pidfile import Running, add_executable_identity, is_starting_or_running
-from daemonkit.pidrecord import parse_pid_record
-from daemonkit.procinfo import inspect_process, record_matches
 from daemonkit.settings import Settings, load_settings, load_settings_leniently
 from daemonkit.updater_control import (
     foreign_updater_pid,
@@ -185,28 +182,8 @@ class Daemon:
     def check_unmanaged(self) -> bool:
         managed = self.managed()
         if not managed and self.probe_ok() is not None:
-            self._warn_dedicated_layout()
             raise UnmanagedServerError
         return managed
-
-    def _dedicated_layout_pid(self) -> int | None:
-        """The live server the Rust dedicated layout's ``daemon.pid`` names, if any."""
-        try:
-            raw = read_state_file(self.paths.rust_dedicated_pid, 64 * 1024)
-            record = None if raw is None else parse_pid_record(raw)
-        except (OSError, PidRecordError):
-            return None
-        if record is not None and record_matches(record, inspect_process(record.pid)):
-            return record.pid
-        return None
-
-    def _warn_dedicated_layout(self) -> None:
-        """Point at the Rust daemon when its dedicated layout owns the server (SPEC §2.4)."""
-        if self._dedicated_layout_pid() is not None:
-            self.warn(
-                "a Codex daemon using the dedicated package layout manages this CODEX_HOME; "
-                "use codex app-server daemon"
-            )
 
     def place_spawn(
         self, what: str, argv: Sequence[str], env: Mapping[str, str]
@@ -406,7 +383,6 @@ class Daemon:
             if self.stop_app_server(grace_s):
                 return self._output(LifecycleStatus.STOPPED, managed=True)
             if self.probe_ok() is not None:
-                self._warn_dedicated_layout()
                 raise UnmanagedServerError
             return self._output(LifecycleStatus.NOT_RUNNING, managed=False)
 
@@ -427,7 +403,7 @@ class Daemon:
             settings = load_settings(self.paths.settings)
             if not self.managed():
                 sock = self.paths.socket
-                listener = find_listener(sock, dedicated_pid=self._dedicated_layout_pid())
+                listener = find_listener(sock)
                 if listener is None:
                     return self._output(LifecycleStatus.NOT_RUNNING, managed=False)
                 # Adopting says "keep this one running", as start does (SPEC §3.8).

@@ -212,7 +212,6 @@ class DaemonPaths(Value):
         "package_root",
         "previous",
         "releases",
-        "rust_dedicated_pid",
         "settings",
         "settings_tmp",
         "socket",
@@ -257,7 +256,6 @@ class DaemonPaths(Value):
         self.previous: Final = os.path.join(package_root, "previous")
         self.install_lock: Final = os.path.join(package_root, "install.lock")
         self.bin_current: Final = os.path.join(codex_home, *layout.root, "current")
-        self.rust_dedicated_pid: Final = os.path.join(state_dir, "daemon.pid")
 
     @classmethod
     def detect(cls, codex_home: str, environ: Mapping[str, str]) -> DaemonPaths:

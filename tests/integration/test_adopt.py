@@ -354,7 +354,7 @@ def test_a_server_of_the_dedicated_layout_is_already_managed(home: Home) -> None
         check=True,
         text=True,
     ).stdout.strip()
-    Path(home.paths.rust_dedicated_pid).write_text(
+    Path(os.path.join(home.paths.state_dir, "daemon.pid")).write_text(
         json.dumps({"pid": pid, "processStartTime": lstart}, separators=(",", ":"))
     )
     adopted = home.run("adopt").json
@@ -364,7 +364,7 @@ def test_a_server_of_the_dedicated_layout_is_already_managed(home: Home) -> None
     assert not os.path.exists(home.paths.app_server.lock)
     stopped = home.run("stop").json
     assert stopped["status"] == "stopped"
-    assert not os.path.exists(home.paths.rust_dedicated_pid)
+    assert not os.path.exists(os.path.join(home.paths.state_dir, "daemon.pid"))
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="starting a process as another user needs root")

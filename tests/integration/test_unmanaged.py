@@ -159,7 +159,7 @@ def test_a_server_that_daemon_pid_names_is_managed_in_place(
         check=True,
         text=True,
     ).stdout.strip()
-    Path(home.paths.rust_dedicated_pid).write_text(
+    Path(os.path.join(home.paths.state_dir, "daemon.pid")).write_text(
         json.dumps({"pid": unmanaged.pid, "processStartTime": lstart}, separators=(",", ":"))
     )
     status = home.run("status").json
@@ -171,19 +171,19 @@ def test_a_server_that_daemon_pid_names_is_managed_in_place(
     assert result.json["status"] == "stopped"
     assert result.json["backend"] == "pid"
     wait_for(lambda: unmanaged.poll() is not None, what="the server daemon.pid names to exit")
-    assert not os.path.exists(home.paths.rust_dedicated_pid)
+    assert not os.path.exists(os.path.join(home.paths.state_dir, "daemon.pid"))
     # Nothing of the standalone names was created next to Rust's files.
     for name in ("app-server.pid", "app-server.pid.lock", "app-server.stderr.log"):
         assert not os.path.exists(os.path.join(home.paths.state_dir, name)), name
 
 
-def test_no_dedicated_layout_warning_when_its_process_is_gone(
+def test_a_stale_dedicated_record_leaves_the_server_unmanaged(
     home: Home, unmanaged: subprocess.Popen[bytes]
 ) -> None:
     helper = subprocess.Popen(["true"])
     helper.wait()
     os.makedirs(home.paths.state_dir, mode=0o700, exist_ok=True)
-    Path(home.paths.rust_dedicated_pid).write_text(
+    Path(os.path.join(home.paths.state_dir, "daemon.pid")).write_text(
         json.dumps(
             {"pid": helper.pid, "processStartTime": "Thu Jan  1 00:00:00 1970"},
             separators=(",", ":"),

@@ -163,7 +163,6 @@ def test_layout_derived_from_home() -> None:
     assert paths.current == f"{p}/current"
     assert paths.previous == f"{p}/previous"
     assert paths.install_lock == f"{p}/install.lock"
-    assert paths.rust_dedicated_pid == f"{s}/daemon.pid"
     assert paths.managed_bin_candidates == (f"{p}/current/codex", f"{p}/current/bin/codex")
 
 
