@@ -212,8 +212,18 @@ def test_kit_manages_a_home_rust_set_up_in_the_dedicated_layout(
     assert_leaves_rust_home_alone(home)
     assert os.path.isfile(home.paths.updater_state)  # the kit's, outside the home
 
-    assert rust(real_codex, home, "stop")["status"] == "stopped"
+    # Rust restarts the kit's server in place; the kit's updater stays the one updater.
+    rust_restarted = rust(real_codex, home, "restart")
+    assert rust_restarted["status"] == "restarted", rust_restarted
+    rust_pid = rust_restarted["pid"]
+    assert isinstance(rust_pid, int)
     assert not is_alive(new_pid)
+    assert servers(home) == [rust_pid]
+    assert scheduled_updater(home) == updater, "a Rust restart replaced the kit's updater"
+    assert home.run("status").json["pid"] == rust_pid
+
+    assert rust(real_codex, home, "stop")["status"] == "stopped"
+    assert not is_alive(rust_pid)
     assert servers(home) == []
 
 
